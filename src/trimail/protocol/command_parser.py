@@ -1,0 +1,143 @@
+"""One command line in, one typed ``Command`` out, or a ``CommandError`` carrying the reply.
+
+Verbs are case-insensitive (RFC 5321 §2.4). ``MAIL FROM:`` tolerates one run of spaces after
+the colon, as every deployed receiver does; everything else follows the RFC grammar.
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import replies
+from .addresses import AddressError, NonAsciiAddressError, parse_path
+from .commands import (
+    Command,
+    Data,
+    Ehlo,
+    Expn,
+    Helo,
+    Help,
+    Mail,
+    Noop,
+    Quit,
+    Rcpt,
+    Rset,
+    Vrfy,
+)
+from .esmtp_params import ParameterError, parse_mail_params, parse_rcpt_params
+from .replies import Reply
+
+
+class CommandError(ValueError):
+    """The line is not a valid command; ``reply`` is exactly what to answer."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.text)
+        self.reply = reply
+
+
+# A path is <...> where quoted strings may hold spaces and '>' (RFC 5321 Quoted-string).
+_PATH_AND_PARAMS = re.compile(r'(?P<path><(?:[^<>"\\\s]|"(?:[^"\\]|\\.)*")*>)(?P<rest>.*)', re.S)
+_HELO_NAME = re.compile(r"\S+")
+
+
+def _split_verb(line: str) -> tuple[str, str]:
+    verb, _, argument = line.partition(" ")
+    return verb.upper(), argument
+
+
+def _path_and_params(argument: str, keyword: str, usage: str) -> tuple[str, list[str]]:
+    prefix = argument[: len(keyword)]
+    if prefix.upper() != keyword:
+        raise CommandError(replies.syntax_error(usage))
+    match = _PATH_AND_PARAMS.fullmatch(argument[len(keyword) :].lstrip(" "))
+    if match is None:
+        raise CommandError(replies.syntax_error(usage))
+    rest = match["rest"]
+    if rest and not rest.startswith(" "):
+        raise CommandError(replies.syntax_error(usage))
+    return match["path"], rest.split()
+
+
+def _parse_mail(argument: str) -> Mail:
+    path, tokens = _path_and_params(argument, "FROM:", "MAIL FROM:<address> [parameters]")
+    try:
+        params = parse_mail_params(tokens)
+    except ParameterError as exc:
+        raise CommandError(exc.reply) from None
+    try:
+        sender = parse_path(path, utf8=params.smtputf8, allow_null=True)
+    except NonAsciiAddressError:
+        raise CommandError(replies.NON_ASCII_ADDRESS) from None
+    except AddressError as exc:
+        raise CommandError(replies.bad_sender_address(str(exc))) from None
+    return Mail(sender, params)
+
+
+def _parse_rcpt(argument: str, smtputf8: bool) -> Rcpt:
+    path, tokens = _path_and_params(argument, "TO:", "RCPT TO:<address>")
+    try:
+        recipient = parse_path(path, utf8=smtputf8, allow_null=False)
+    except NonAsciiAddressError:
+        raise CommandError(replies.NON_ASCII_ADDRESS) from None
+    except AddressError as exc:
+        raise CommandError(replies.bad_recipient_address(str(exc))) from None
+    try:
+        parse_rcpt_params(tokens)
+    except ParameterError as exc:
+        raise CommandError(exc.reply) from None
+    assert recipient is not None  # allow_null=False
+    return Rcpt(recipient)
+
+
+def _no_argument(argument: str, command: Command, usage: str) -> Command:
+    if argument.strip(" "):
+        raise CommandError(replies.syntax_error(usage))
+    return command
+
+
+def _helo_name(argument: str, verb: str) -> str:
+    name = argument.strip(" ")
+    if not _HELO_NAME.fullmatch(name):
+        raise CommandError(replies.syntax_error(f"{verb} hostname"))
+    return name
+
+
+def parse_command(line: bytes, *, smtputf8: bool) -> Command:
+    """Parse one line without its <CRLF>.
+
+    ``smtputf8`` says whether the current transaction's MAIL asked for SMTPUTF8, which decides
+    whether RCPT may carry a UTF-8 address.
+    """
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CommandError(replies.INVALID_UTF8) from None
+    if not text.isprintable():
+        raise CommandError(replies.syntax_error("control characters are not allowed"))
+    verb, argument = _split_verb(text)
+    match verb:
+        case "EHLO":
+            return Ehlo(_helo_name(argument, verb))
+        case "HELO":
+            return Helo(_helo_name(argument, verb))
+        case "MAIL":
+            return _parse_mail(argument)
+        case "RCPT":
+            return _parse_rcpt(argument, smtputf8)
+        case "DATA":
+            return _no_argument(argument, Data(), "DATA")
+        case "RSET":
+            return _no_argument(argument, Rset(), "RSET")
+        case "QUIT":
+            return _no_argument(argument, Quit(), "QUIT")
+        case "NOOP":
+            return Noop()
+        case "VRFY":
+            return Vrfy(argument)
+        case "EXPN":
+            return Expn(argument)
+        case "HELP":
+            return Help(argument)
+        case _:
+            raise CommandError(replies.UNKNOWN_COMMAND)

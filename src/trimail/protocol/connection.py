@@ -1,0 +1,328 @@
+"""ServerConnection: the whole server side of one SMTP session, without any I/O.
+
+The shell feeds bytes with ``receive_data`` (``b""`` for end of file), pulls events with
+``next_event`` until it returns ``NEED_DATA``, answers decision events with ``accept``,
+``accept_message`` or ``refuse``, and writes whatever ``data_to_send`` returns. Replies to
+pipelined commands accumulate in order, so the shell writes them in one ``send_all`` when it
+runs out of input (RFC 2920 §3.2: flush before blocking on a read).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import attrs
+
+from . import replies
+from .addresses import Mailbox
+from .body import BodyDecoder, BodyError
+from .command_parser import CommandError, parse_command
+from .commands import Command, Data, Ehlo, Expn, Helo, Help, Mail, Noop, Quit, Rcpt, Rset, Vrfy
+from .envelope import Envelope
+from .esmtp_params import MailParams
+from .events import (
+    NEED_DATA,
+    EndReason,
+    Event,
+    MailFromRequest,
+    MessageComplete,
+    MessageData,
+    MessageRejected,
+    MessageStarted,
+    NeedData,
+    RcptToRequest,
+    SessionEnded,
+)
+from .limits import ProtocolLimits
+from .receive_buffer import LineStatus, ReceiveBuffer
+from .replies import Reply
+from .states import OutOfSequence, State, after_reset, next_state
+
+
+class LocalProtocolError(RuntimeError):
+    """The shell used the connection wrongly (e.g. ``accept`` with no decision pending)."""
+
+
+@attrs.define
+class _Transaction:
+    sender: Mailbox | None
+    params: MailParams
+    recipients: list[Mailbox] = attrs.Factory(list)
+
+
+Pending = MailFromRequest | RcptToRequest | MessageComplete
+
+
+class ServerConnection:
+    def __init__(self, *, hostname: str, limits: ProtocolLimits | None = None) -> None:
+        self.hostname = hostname
+        self.limits = limits or ProtocolLimits()
+        self.state = State.CONNECTED
+        self.client_name: str | None = None
+        self.extended = False
+        self.errors = 0
+        self._buffer = ReceiveBuffer(self.limits.max_command_line)
+        self._body_input: list[bytes] = []
+        self._decoder: BodyDecoder | None = None
+        self._transaction: _Transaction | None = None
+        self._envelope: Envelope | None = None
+        self._pending: Pending | None = None
+        self._events: deque[Event] = deque()
+        self._outgoing: list[bytes] = []
+        self._eof = False
+        self._end_reason: EndReason | None = None
+
+    # -- what the shell calls -----------------------------------------------------------------
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        """The EHLO keywords, in the order Postfix lists them."""
+        return (
+            "PIPELINING",
+            f"SIZE {self.limits.max_message_size}",
+            "ENHANCEDSTATUSCODES",
+            "8BITMIME",
+            "SMTPUTF8",
+        )
+
+    @property
+    def awaiting_command(self) -> bool:
+        """True between transactions' commands: no DATA in flight and no decision pending."""
+        return self.state is not State.DATA and self._pending is None and not self._events
+
+    def greet(self) -> None:
+        self._queue(replies.greeting(self.hostname))
+
+    def receive_data(self, data: bytes) -> None:
+        if self.state is State.CLOSED:
+            return
+        if not data:
+            self._eof = True
+        elif self._decoder is not None:
+            self._body_input.append(data)
+        else:
+            self._buffer.feed(data)
+
+    def next_event(self) -> Event | NeedData:
+        if self._pending is not None:
+            raise LocalProtocolError(f"answer {type(self._pending).__name__} first")
+        while not self._events:
+            if self.state is State.CLOSED:
+                assert self._end_reason is not None
+                return SessionEnded(self._end_reason)
+            progressed = (
+                self._process_body() if self._decoder is not None else self._process_command()
+            )
+            if not progressed:
+                if self._eof:
+                    self._end(EndReason.CLIENT_CLOSED)
+                    continue
+                return NEED_DATA
+        event = self._events.popleft()
+        if isinstance(event, MailFromRequest | RcptToRequest | MessageComplete):
+            self._pending = event
+        return event
+
+    def accept(self) -> None:
+        """Accept the pending MAIL or RCPT with the standard 250."""
+        match self._take_pending():
+            case MailFromRequest(sender=sender, params=params):
+                self._transaction = _Transaction(sender, params)
+                self.state = State.MAIL
+                self._queue(replies.SENDER_OK)
+            case RcptToRequest(recipient=recipient):
+                assert self._transaction is not None
+                self._transaction.recipients.append(recipient)
+                self.state = State.RCPT
+                self._queue(replies.RECIPIENT_OK)
+            case MessageComplete():
+                raise LocalProtocolError("use accept_message(queue_id) for a message")
+
+    def accept_message(self, queue_id: str) -> None:
+        """The message is stored durably: answer 250 with its queue id."""
+        if not isinstance(self._pending, MessageComplete):
+            raise LocalProtocolError("no message is waiting for a decision")
+        self._take_pending()
+        self._finish_transaction(replies.queued(queue_id))
+
+    def refuse(self, reply: Reply) -> None:
+        """Refuse the pending MAIL, RCPT or message with ``reply``; the state is unchanged
+        (or, for a message, the transaction ends as RFC 5321 §4.1.1.4 requires)."""
+        if not reply.is_error:
+            raise LocalProtocolError("refuse() needs a 4xx or 5xx reply")
+        if isinstance(self._take_pending(), MessageComplete):
+            self._finish_transaction(reply)
+        else:
+            self._queue(reply)
+
+    def end_session(self, reply: Reply) -> None:
+        """Say ``reply`` (a 421 for timeouts and shutdown) and stop reading."""
+        self._pending = None
+        self._events.clear()
+        self._queue(reply)
+        self._end(EndReason.ENDED_BY_SERVER)
+
+    def data_to_send(self) -> bytes:
+        out = b"".join(self._outgoing)
+        self._outgoing.clear()
+        return out
+
+    # -- command phase ------------------------------------------------------------------------
+
+    def _process_command(self) -> bool:
+        if self._buffer.discarded > self.limits.absurd_line:
+            self._queue(replies.LINE_ABSURDLY_LONG)
+            self._end(EndReason.LINE_TOO_LONG)
+            return True
+        line = self._buffer.next_line()
+        if line is None:
+            return False
+        match line.status:
+            case LineStatus.TOO_LONG:
+                self._error(replies.LINE_TOO_LONG)
+            case LineStatus.BARE_LF:
+                self._error(replies.BARE_NEWLINE_IN_COMMAND)
+            case LineStatus.OK:
+                smtputf8 = self._transaction is not None and self._transaction.params.smtputf8
+                try:
+                    command = parse_command(line.content, smtputf8=smtputf8)
+                except CommandError as exc:
+                    self._error(exc.reply)
+                else:
+                    self._dispatch(command)
+        return True
+
+    def _dispatch(self, command: Command) -> None:
+        match command:
+            case Helo(client_name=name) | Ehlo(client_name=name):
+                if self._sequenced(command):
+                    self._transaction = None
+                    self.client_name = name
+                    self.extended = isinstance(command, Ehlo)
+                    self.state = State.READY
+                    self._queue(
+                        replies.ehlo_ok(self.hostname, name, self.extensions)
+                        if self.extended
+                        else replies.helo_ok(self.hostname, name)
+                    )
+            case Mail(sender=sender, params=params):
+                if not self._sequenced(command):
+                    return
+                if params.size is not None and params.size > self.limits.max_message_size:
+                    self._queue(replies.MESSAGE_TOO_BIG)
+                    return
+                self._events.append(MailFromRequest(sender, params))
+            case Rcpt(recipient=recipient):
+                if not self._sequenced(command):
+                    return
+                assert self._transaction is not None
+                if len(self._transaction.recipients) >= self.limits.max_recipients:
+                    self._queue(replies.TOO_MANY_RECIPIENTS)
+                    return
+                self._events.append(RcptToRequest(recipient))
+            case Data():
+                if self._sequenced(command):
+                    self._start_data()
+            case Rset():
+                self._transaction = None
+                self.state = after_reset(self.state)
+                self._queue(replies.OK)
+            case Noop():
+                self._queue(replies.OK)
+            case Vrfy():
+                self._queue(replies.CANNOT_VRFY)
+            case Expn():
+                self._error(replies.EXPN_REFUSED)
+            case Help():
+                self._queue(replies.HELP)
+            case Quit():
+                self._queue(replies.BYE)
+                self._end(EndReason.QUIT)
+
+    def _sequenced(self, command: Helo | Ehlo | Mail | Rcpt | Data) -> bool:
+        """True when ``command`` is legal now; otherwise the 503/554 is already queued."""
+        try:
+            next_state(self.state, type(command))
+        except OutOfSequence as exc:
+            self._error(exc.reply)
+            return False
+        return True
+
+    # -- DATA phase ---------------------------------------------------------------------------
+
+    def _start_data(self) -> None:
+        transaction = self._transaction
+        assert transaction is not None and self.client_name is not None
+        self._envelope = Envelope(
+            client_name=self.client_name,
+            extended=self.extended,
+            sender=transaction.sender,
+            recipients=tuple(transaction.recipients),
+            params=transaction.params,
+        )
+        self.state = State.DATA
+        self._decoder = BodyDecoder(self.limits.max_message_size)
+        self._queue(replies.START_MAIL_INPUT)
+        self._events.append(MessageStarted(self._envelope))
+        pipelined = self._buffer.take_all()
+        if pipelined:
+            self._body_input.append(pipelined)
+
+    def _process_body(self) -> bool:
+        if not self._body_input:
+            return False
+        decoder, envelope = self._decoder, self._envelope
+        assert decoder is not None and envelope is not None
+        data = self._body_input[0] if len(self._body_input) == 1 else b"".join(self._body_input)
+        self._body_input.clear()
+        progress = decoder.feed(data)
+        self._events.extend(MessageData(chunk) for chunk in progress.chunks)
+        if not progress.complete:
+            return True
+        self._decoder = None
+        self._buffer.feed(progress.leftover)
+        match decoder.error:
+            case None:
+                self._events.append(MessageComplete(envelope, decoder.size))
+                # The state stays DATA until the shell decides, so nothing more is parsed.
+            case BodyError.TOO_BIG:
+                self._reject_message(envelope, replies.MESSAGE_TOO_BIG)
+            case BodyError.BARE_NEWLINE:
+                self._reject_message(envelope, replies.BARE_NEWLINE_IN_DATA)
+        return True
+
+    def _reject_message(self, envelope: Envelope, reply: Reply) -> None:
+        self._events.append(MessageRejected(envelope, reply))
+        self._finish_transaction(reply)
+
+    def _finish_transaction(self, reply: Reply) -> None:
+        self._queue(reply)
+        self._transaction = None
+        self._envelope = None
+        self.state = State.READY
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _take_pending(self) -> Pending:
+        pending = self._pending
+        if pending is None:
+            raise LocalProtocolError("no decision is pending")
+        self._pending = None
+        return pending
+
+    def _queue(self, reply: Reply) -> None:
+        self._outgoing.append(reply.to_bytes())
+
+    def _error(self, reply: Reply) -> None:
+        """Queue a protocol error; past the limit, end the session (Postfix hard_error_limit)."""
+        self._queue(reply)
+        self.errors += 1
+        if self.errors >= self.limits.max_errors:
+            self._queue(replies.TOO_MANY_ERRORS)
+            self._end(EndReason.TOO_MANY_ERRORS)
+
+    def _end(self, reason: EndReason) -> None:
+        self.state = State.CLOSED
+        self._end_reason = reason
+        self._body_input.clear()
+        self._decoder = None

@@ -1,0 +1,33 @@
+"""The envelope of one message: who said hello, who sends, who receives, with which options."""
+
+from __future__ import annotations
+
+import attrs
+
+from .addresses import Mailbox
+from .esmtp_params import BodyType, MailParams
+
+
+@attrs.frozen(kw_only=True)
+class Envelope:
+    #: The name the client gave in HELO/EHLO (unverified, for trace headers only).
+    client_name: str
+    #: True when the client greeted with EHLO (Received says "with ESMTP").
+    extended: bool
+    #: ``None`` is the null reverse path ``<>``.
+    sender: Mailbox | None
+    recipients: tuple[Mailbox, ...]
+    params: MailParams
+
+    @property
+    def smtputf8(self) -> bool:
+        return self.params.smtputf8
+
+    @property
+    def eight_bit(self) -> bool:
+        return self.params.body is BodyType.EIGHT_BIT_MIME
+
+    @property
+    def reverse_path(self) -> str:
+        """The sender as written in a Return-Path header: ``<>`` for the null sender."""
+        return f"<{self.sender}>" if self.sender is not None else "<>"

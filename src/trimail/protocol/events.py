@@ -1,0 +1,91 @@
+"""What the core tells the I/O shell. Events marked *decision* wait for ``accept``/``refuse``."""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+from .addresses import Mailbox
+from .envelope import Envelope
+from .esmtp_params import MailParams
+from .replies import Reply
+
+
+@attrs.frozen
+class MailFromRequest:
+    """Decision: a syntactically valid MAIL in the right state. ``accept()`` answers 250."""
+
+    sender: Mailbox | None
+    params: MailParams
+
+
+@attrs.frozen
+class RcptToRequest:
+    """Decision: a syntactically valid RCPT within the recipient limit."""
+
+    recipient: Mailbox
+
+
+@attrs.frozen
+class MessageStarted:
+    """354 was queued; message content follows as ``MessageData`` events."""
+
+    envelope: Envelope
+
+
+@attrs.frozen
+class MessageData:
+    """A piece of unstuffed message content, in order."""
+
+    data: bytes
+
+
+@attrs.frozen
+class MessageComplete:
+    """Decision: the terminator arrived and the content is valid. ``accept_message(id)``."""
+
+    envelope: Envelope
+    size: int
+
+
+@attrs.frozen
+class MessageRejected:
+    """The content broke a rule (size, bare newline); the reply is already queued."""
+
+    envelope: Envelope
+    reply: Reply
+
+
+class EndReason(enum.Enum):
+    QUIT = "quit"
+    CLIENT_CLOSED = "client closed"
+    TOO_MANY_ERRORS = "too many errors"
+    LINE_TOO_LONG = "line too long"
+    ENDED_BY_SERVER = "ended by server"
+
+
+@attrs.frozen
+class SessionEnded:
+    """Nothing more will be read: flush ``data_to_send()`` and close."""
+
+    reason: EndReason
+
+
+class NeedData(enum.Enum):
+    """Sentinel: feed more bytes with ``receive_data``."""
+
+    NEED_DATA = "need-data"
+
+
+NEED_DATA = NeedData.NEED_DATA
+
+Event = (
+    MailFromRequest
+    | RcptToRequest
+    | MessageStarted
+    | MessageData
+    | MessageComplete
+    | MessageRejected
+    | SessionEnded
+)
