@@ -30,4 +30,4 @@ class ProtocolLimits:
 
     def __attrs_post_init__(self) -> None:
         if self.absurd_line < self.max_command_line:
-            raise ValueError("absurd_line must be at least max_command_line")
+            raise ValueError("'absurd_line' must be at least max_command_line")

@@ -1,0 +1,1 @@
+"""The configuration tree shared by the CLI, TOML files and embedding applications."""

@@ -1,0 +1,82 @@
+"""Frozen attrs configuration: every option of ``trimail serve``, with its default."""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from pathlib import Path
+
+import attrs
+from attrs import validators as v
+
+from ..protocol.limits import ProtocolLimits
+
+
+@attrs.frozen
+class ListenAddress:
+    host: str
+    port: int = attrs.field(validator=[v.ge(0), v.le(65535)])
+
+    @classmethod
+    def parse(cls, text: str) -> ListenAddress:
+        """``HOST:PORT`` or ``[IPv6]:PORT``."""
+        if text.startswith("["):
+            host, bracket, port = text[1:].partition("]:")
+            if not bracket:
+                raise ValueError(f"expected [IPv6]:PORT such as [::1]:2525, got {text!r}")
+            ipaddress.IPv6Address(host)
+        else:
+            host, colon, port = text.rpartition(":")
+            if not colon or not host or ":" in host:
+                raise ValueError(f"expected HOST:PORT such as 127.0.0.1:2525, got {text!r}")
+        if not port.isdigit():
+            raise ValueError(f"expected a numeric port, got {text!r}")
+        return cls(host, int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+class DeliveryKind(enum.Enum):
+    MAILDIR = "maildir"
+    DISCARD = "discard"
+
+
+@attrs.frozen(kw_only=True)
+class DeliveryConfig:
+    backend: DeliveryKind = DeliveryKind.MAILDIR
+    maildir: Path = Path("maildir")
+
+
+@attrs.frozen(kw_only=True)
+class Timeouts:
+    """RFC 5321 §4.5.3.2 server timeouts, in seconds."""
+
+    #: §4.5.3.2.7: 5 minutes for one complete command line, counted from our last reply.
+    command: float = attrs.field(default=300.0, validator=v.gt(0))
+    #: §4.5.3.2.5 (3 minutes per data block): the longest wait for the next bytes in DATA.
+    data: float = attrs.field(default=180.0, validator=v.gt(0))
+    #: Postfix smtpd_min_data_rate: once ``data`` seconds have passed, the average body rate
+    #: must stay at or above this many bytes per second.
+    data_min_rate: float = attrs.field(default=500.0, validator=v.ge(0))
+    #: The longest a whole DATA phase may take (§4.5.3.2.6 gives 10 minutes for its end).
+    data_total: float = attrs.field(default=600.0, validator=v.gt(0))
+    #: On SIGTERM/SIGINT, how long a transaction in DATA may take to finish.
+    shutdown_grace: float = attrs.field(default=10.0, validator=v.ge(0))
+
+
+def _listen_not_empty(_instance: object, _attribute: object, value: tuple[object, ...]) -> None:
+    if not value:
+        raise ValueError("'listen' needs at least one HOST:PORT address")
+
+
+@attrs.frozen(kw_only=True)
+class ServerConfig:
+    listen: tuple[ListenAddress, ...] = attrs.field(
+        default=(ListenAddress("127.0.0.1", 2525),), validator=_listen_not_empty
+    )
+    #: The name in the greeting and Received headers; None means the machine's FQDN.
+    hostname: str | None = None
+    delivery: DeliveryConfig = attrs.Factory(DeliveryConfig)
+    limits: ProtocolLimits = attrs.Factory(ProtocolLimits)
+    timeouts: Timeouts = attrs.Factory(Timeouts)

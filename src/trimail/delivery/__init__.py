@@ -1,0 +1,1 @@
+"""Delivery backends: where an accepted message goes before the server says 250."""

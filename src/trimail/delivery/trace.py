@@ -1,0 +1,54 @@
+"""Trace headers (RFC 5321 §4.4): the Return-Path and Received lines stored before a message."""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import re
+
+from ..protocol.envelope import Envelope
+
+#: Characters that would unbalance the Received comment or its clauses are replaced.
+_UNSAFE_IN_NAME = re.compile(r'[()<>;"\\\s]')
+
+
+def _address_literal(ip: str) -> str:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return f"[{ip}]"
+    return f"[IPv6:{address}]" if address.version == 6 else f"[{address}]"
+
+
+def protocol_name(envelope: Envelope, *, tls: bool) -> str:
+    """The ``with`` keyword from the IANA mail transmission types (RFC 3848, RFC 6531)."""
+    if envelope.smtputf8:
+        name = "UTF8SMTP"
+    elif envelope.extended:
+        name = "ESMTP"
+    else:
+        name = "SMTP"
+    return name + ("S" if tls else "")
+
+
+def trace_headers(
+    *,
+    envelope: Envelope,
+    queue_id: str,
+    server_hostname: str,
+    client_ip: str,
+    timestamp: float,
+    tls: bool = False,
+) -> bytes:
+    client_name = _UNSAFE_IN_NAME.sub("_", envelope.client_name)
+    clauses = [
+        f"from {client_name} ({_address_literal(client_ip)})",
+        f"by {server_hostname} (trimail) with {protocol_name(envelope, tls=tls)} id {queue_id}",
+    ]
+    if len(envelope.recipients) == 1:
+        # Naming the recipient only when there is one avoids disclosing Bcc recipients.
+        clauses.append(f"for <{envelope.recipients[0]}>")
+    date = email.utils.formatdate(timestamp, localtime=True)
+    received = "\r\n\t".join(clauses) + f"; {date}"
+    text = f"Return-Path: {envelope.reverse_path}\r\nReceived: {received}\r\n"
+    return text.encode("utf-8")
