@@ -1,0 +1,7 @@
+"""``python -m trimail``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

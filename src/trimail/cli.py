@@ -1,0 +1,217 @@
+"""``trimail serve``: flags and a TOML file become one ServerConfig; errors are one line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import attrs
+import trio
+
+from .config.loading import ConfigError, RawConfig, read_toml, set_path, structure_config
+from .config.model import DeliveryKind, ServerConfig
+from .delivery.backend import DeliveryBackend
+from .delivery.maildir import MaildirBackend
+from .delivery.null import DiscardBackend
+from .server.serve import Server
+
+log = logging.getLogger("trimail")
+
+USAGE_ERROR = 2
+
+
+@attrs.frozen
+class _Flag:
+    option: str
+    path: str
+    help: str
+    type: type[int] | type[float] | type[str] = str
+    metavar: str | None = None
+    repeat: bool = False
+
+
+#: Each flag overrides one field of the TOML tree, so both are validated by the same code.
+SERVE_FLAGS = (
+    _Flag(
+        "--listen",
+        "listen",
+        "HOST:PORT or [IPv6]:PORT to listen on (repeatable; default 127.0.0.1:2525)",
+        metavar="HOST:PORT",
+        repeat=True,
+    ),
+    _Flag(
+        "--hostname",
+        "hostname",
+        "name in the greeting and Received headers (default: this machine's FQDN)",
+        metavar="NAME",
+    ),
+    _Flag(
+        "--maildir",
+        "delivery.maildir",
+        "Maildir to deliver into (default ./maildir)",
+        metavar="DIR",
+    ),
+    _Flag(
+        "--delivery",
+        "delivery.backend",
+        "maildir (durable, default) or discard",
+        metavar="maildir|discard",
+    ),
+    _Flag(
+        "--max-message-size",
+        "limits.max_message_size",
+        "largest message in bytes, advertised in EHLO SIZE (default 26214400)",
+        int,
+        "BYTES",
+    ),
+    _Flag(
+        "--max-recipients",
+        "limits.max_recipients",
+        "recipients per message (default 100)",
+        int,
+        "N",
+    ),
+    _Flag(
+        "--max-errors",
+        "limits.max_errors",
+        "protocol errors before 421 and close (default 20)",
+        int,
+        "N",
+    ),
+    _Flag(
+        "--command-timeout",
+        "timeouts.command",
+        "seconds for one complete command line (default 300)",
+        float,
+        "S",
+    ),
+    _Flag(
+        "--data-timeout",
+        "timeouts.data",
+        "longest wait for more DATA bytes (default 180)",
+        float,
+        "S",
+    ),
+    _Flag(
+        "--data-min-rate",
+        "timeouts.data_min_rate",
+        "minimum average DATA rate in bytes/s once --data-timeout has passed (default 500)",
+        float,
+        "BYTES_PER_S",
+    ),
+    _Flag(
+        "--data-total-timeout",
+        "timeouts.data_total",
+        "longest whole DATA phase (default 600)",
+        float,
+        "S",
+    ),
+    _Flag(
+        "--shutdown-grace",
+        "timeouts.shutdown_grace",
+        "seconds a message in DATA may take to finish on SIGTERM/SIGINT (default 10)",
+        float,
+        "S",
+    ),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, exit 2: argparse's default also dumps the whole usage."""
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="trimail", description="A hardened SMTP receiver on Trio.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    serve = commands.add_parser(
+        "serve",
+        help="receive mail and store it durably",
+        description="Receive mail over SMTP and store each accepted message in a Maildir.",
+    )
+    serve.add_argument("--config", type=Path, metavar="FILE.toml", help="TOML config file")
+    for flag in SERVE_FLAGS:
+        serve.add_argument(
+            flag.option,
+            dest=flag.path,
+            type=flag.type,
+            metavar=flag.metavar,
+            help=flag.help,
+            action="append" if flag.repeat else "store",
+        )
+    return parser
+
+
+def load_config(args: argparse.Namespace) -> ServerConfig:
+    """TOML first, then flags on top; a ConfigError names the flag when a flag was wrong."""
+    raw: RawConfig = read_toml(args.config) if args.config else {}
+    given = {}
+    for flag in SERVE_FLAGS:
+        value = getattr(args, flag.path)
+        if value is not None:
+            set_path(raw, flag.path, value)
+            given[flag.path] = flag.option
+    try:
+        return structure_config(raw)
+    except ConfigError as exc:
+        field, _, message = str(exc).partition(": ")
+        field_root = field.split("[")[0]
+        if field_root in given:
+            raise ConfigError(f"{given[field_root]}: {message}") from exc
+        raise
+
+
+def make_backend(config: ServerConfig) -> DeliveryBackend:
+    match config.delivery.backend:
+        case DeliveryKind.MAILDIR:
+            return MaildirBackend(config.delivery.maildir)
+        case DeliveryKind.DISCARD:
+            return DiscardBackend()
+
+
+async def _serve_until_signalled(server: Server) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_signal, signals, server)
+            await server.serve()
+            nursery.cancel_scope.cancel()
+
+
+async def _stop_on_signal(signals: AsyncIterator[int], server: Server) -> None:
+    async for signum in signals:
+        log.info("received %s", signal.Signals(signum).name)
+        server.stop()
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args)
+    except ConfigError as exc:
+        print(f"trimail serve: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    hostname = config.hostname or socket.getfqdn()
+    server = Server(config, make_backend(config), hostname=hostname)
+    try:
+        trio.run(_serve_until_signalled, server)
+    except OSError as exc:
+        print(f"trimail serve: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s trimail: %(message)s"
+    )
+    args = build_parser().parse_args(argv)
+    match args.command:
+        case "serve":
+            return serve_command(args)
+    return USAGE_ERROR

@@ -1,0 +1,1 @@
+"""The Trio shell: listeners, sessions, deadlines and graceful shutdown."""

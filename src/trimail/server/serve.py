@@ -1,0 +1,106 @@
+"""The server: listeners, an accept loop per listener, a task per session, graceful drain.
+
+Shutdown (``Server.stop``) closes every listener at once, ends idle sessions with 421 4.3.2,
+lets sessions in DATA finish their message for up to ``timeouts.shutdown_grace`` seconds, and
+then cancels what is left (each says 421 4.3.2 and stores nothing).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+
+import trio
+
+from ..config.model import ListenAddress, ServerConfig
+from ..delivery.backend import DeliveryBackend
+from .listeners import bound_address, open_listeners
+from .session import Peer, Session, SessionContext
+
+log = logging.getLogger("trimail")
+
+#: accept() errors that mean "out of a resource right now": wait and retry, as trio does.
+_RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+ACCEPT_BACKOFF = 0.1
+
+
+class Server:
+    def __init__(self, config: ServerConfig, backend: DeliveryBackend, *, hostname: str) -> None:
+        self.config = config
+        self.backend = backend
+        self.addresses: list[ListenAddress] = []
+        self._context = SessionContext(
+            hostname=hostname,
+            limits=config.limits,
+            timeouts=config.timeouts,
+            backend=backend,
+        )
+        self._sessions: set[Session] = set()
+        self._stop_requested = trio.Event()
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown; ``serve`` returns when it is done."""
+        self._stop_requested.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested.is_set()
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[list[ListenAddress]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        await self.backend.prepare()
+        listeners = await open_listeners(self.config.listen)
+        try:
+            self.addresses = [bound_address(listener) for listener in listeners]
+            for address in self.addresses:
+                log.info("listening on %s", address)
+            async with trio.open_nursery() as sessions:
+                async with trio.open_nursery() as acceptors:
+                    for listener in listeners:
+                        acceptors.start_soon(self._accept_loop, listener, sessions)
+                    task_status.started(self.addresses)
+                    await self._stop_requested.wait()
+                    acceptors.cancel_scope.cancel()
+                for listener in listeners:
+                    await listener.aclose()
+                grace = self.config.timeouts.shutdown_grace
+                log.info("shutting down: %d open sessions, grace %.0fs", len(self._sessions), grace)
+                for session in list(self._sessions):
+                    session.request_stop()
+                sessions.cancel_scope.deadline = trio.current_time() + grace
+        finally:
+            with trio.CancelScope(shield=True):
+                for listener in listeners:
+                    await listener.aclose()
+        log.info("stopped")
+
+    async def _accept_loop(self, listener: trio.SocketListener, sessions: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _RESOURCE_ERRNOS:
+                    raise
+                log.error("accept failed (%s); retrying in %.1fs", exc, ACCEPT_BACKOFF)
+                await trio.sleep(ACCEPT_BACKOFF)
+                continue
+            sessions.start_soon(self._run_session, stream)
+
+    async def _run_session(self, stream: trio.SocketStream) -> None:
+        try:
+            host, port = stream.socket.getpeername()[:2]
+        except OSError:  # the client is already gone
+            await trio.aclose_forcefully(stream)
+            return
+        session = Session(stream, Peer(str(host), int(port)), self._context)
+        if self.stopping:
+            session.request_stop()
+        self._sessions.add(session)
+        try:
+            await session.run()
+        except Exception:
+            # A bug in one session must never take the server down; run() closed the stream.
+            log.exception("session %s:%s failed", host, port)
+        finally:
+            self._sessions.discard(session)

@@ -1,0 +1,262 @@
+"""One task per connection: the only code that awaits the client's stream.
+
+The session moves bytes between the stream and the sans-I/O ``ServerConnection``, puts a
+deadline on every read and write, streams message content into a delivery spool, and says
+250 only after the spool's ``commit`` returned. Every way out (QUIT, timeout, client gone,
+shutdown, a bug) aborts an unfinished spool and closes the stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+
+import attrs
+import trio
+
+from ..config.model import Timeouts
+from ..delivery.backend import DeliveryBackend, DeliveryError, IncomingMessage, MessageSpool
+from ..delivery.trace import trace_headers
+from ..protocol import replies
+from ..protocol.connection import ServerConnection
+from ..protocol.events import (
+    EndReason,
+    MailFromRequest,
+    MessageComplete,
+    MessageData,
+    MessageRejected,
+    MessageStarted,
+    NeedData,
+    RcptToRequest,
+    SessionEnded,
+)
+from ..protocol.limits import ProtocolLimits
+from ..protocol.replies import Reply
+from .queue_id import new_queue_id
+from .timeouts import DataClock
+
+log = logging.getLogger("trimail")
+
+#: Bytes asked of the kernel per read; the DATA decoder works on whole chunks of this size.
+READ_SIZE = 64 * 1024
+#: How long a last word (421, or the 250 after a commit during shutdown) may take to send.
+FAREWELL_TIMEOUT = 5.0
+
+
+@attrs.frozen(kw_only=True)
+class SessionContext:
+    """What every session of one server shares."""
+
+    hostname: str
+    limits: ProtocolLimits
+    timeouts: Timeouts
+    backend: DeliveryBackend
+
+
+@attrs.frozen
+class Peer:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+class Session:
+    def __init__(self, stream: trio.abc.Stream, peer: Peer, context: SessionContext) -> None:
+        self._stream = stream
+        self._peer = peer
+        self._context = context
+        self._conn = ServerConnection(hostname=context.hostname, limits=context.limits)
+        self._command_deadline = math.inf
+        self._data_clock: DataClock | None = None
+        self._spool: MessageSpool | None = None
+        self._spool_failed = False
+        self._queue_id = ""
+        self._stopping = False
+        self._idle_scope: trio.CancelScope | None = None
+        self.messages_accepted = 0
+        self.end_reason = "unknown"
+
+    def request_stop(self) -> None:
+        """Graceful shutdown: an idle session ends now with 421 4.3.2; one in DATA may finish
+        its message first (the server bounds that with its grace period)."""
+        self._stopping = True
+        if self._idle_scope is not None:
+            self._idle_scope.cancel()
+
+    async def run(self) -> None:
+        started = time.monotonic()
+        try:
+            await self._converse()
+        except trio.TooSlowError:
+            await self._farewell(replies.TIMEOUT, "timeout")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.end_reason = "connection lost"
+        except trio.Cancelled:
+            with trio.CancelScope(shield=True):
+                await self._farewell(replies.SHUTTING_DOWN, "shutdown")
+            raise
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._abort_spool()
+            await trio.aclose_forcefully(self._stream)
+            log.info(
+                "session %s helo=%s messages=%d ended: %s after %.1fs",
+                self._peer,
+                self._conn.client_name,
+                self.messages_accepted,
+                self.end_reason,
+                time.monotonic() - started,
+            )
+
+    async def _converse(self) -> None:
+        conn = self._conn
+        if self._stopping:
+            conn.end_session(replies.SHUTTING_DOWN)
+        else:
+            conn.greet()
+        while True:
+            event = conn.next_event()
+            match event:
+                case NeedData.NEED_DATA:
+                    await self._flush()
+                    if self._stopping and conn.awaiting_command:
+                        conn.end_session(replies.SHUTTING_DOWN)
+                        self.end_reason = "shutdown"
+                        continue
+                    data = await self._receive()
+                    if data is None:  # stopped while idle
+                        conn.end_session(replies.SHUTTING_DOWN)
+                        self.end_reason = "shutdown"
+                        continue
+                    conn.receive_data(data)
+                case MailFromRequest() | RcptToRequest():
+                    conn.accept()
+                case MessageStarted(envelope=envelope):
+                    self._start_message(
+                        IncomingMessage(
+                            queue_id=(queue_id := new_queue_id()),
+                            envelope=envelope,
+                            trace_headers=trace_headers(
+                                envelope=envelope,
+                                queue_id=queue_id,
+                                server_hostname=self._context.hostname,
+                                client_ip=self._peer.host,
+                                timestamp=time.time(),
+                            ),
+                        )
+                    )
+                case MessageData(data=data):
+                    await self._write(data)
+                case MessageComplete(envelope=envelope, size=size):
+                    await self._commit(size, len(envelope.recipients))
+                case MessageRejected(reply=reply):
+                    self._data_clock = None
+                    await self._abort_spool()
+                    log.info(
+                        "message %s from %s rejected: %s", self._queue_id, self._peer, reply.text
+                    )
+                case SessionEnded(reason=reason):
+                    await self._flush()
+                    if reason is not EndReason.ENDED_BY_SERVER or self.end_reason == "unknown":
+                        self.end_reason = reason.value
+                    return
+
+    # -- reading and writing ------------------------------------------------------------------
+
+    async def _receive(self) -> bytes | None:
+        """The next bytes (``b""`` at end of file), or None if a stop interrupted an idle read.
+
+        Raises TooSlowError when the phase's deadline passes; ``run`` turns that into 421 4.4.2.
+        """
+        clock = self._data_clock
+        if clock is not None:
+            with trio.fail_at(clock.deadline(trio.current_time(), self._context.timeouts)):
+                data = await self._receive_some()
+            clock.received += len(data)
+            return data
+        scope = self._idle_scope = trio.CancelScope()
+        try:
+            with scope, trio.fail_at(self._command_deadline):
+                return await self._receive_some()
+        finally:
+            self._idle_scope = None
+        return None
+
+    async def _receive_some(self) -> bytes:
+        try:
+            return bytes(await self._stream.receive_some(READ_SIZE))
+        except trio.BrokenResourceError:
+            return b""
+
+    async def _flush(self, timeout: float | None = None) -> None:
+        data = self._conn.data_to_send()
+        if not data:
+            return
+        with trio.fail_after(self._context.timeouts.command if timeout is None else timeout):
+            await self._stream.send_all(data)
+        # RFC 5321 §4.5.3.2.7: the time for the next command counts from this reply.
+        self._command_deadline = trio.current_time() + self._context.timeouts.command
+
+    async def _farewell(self, reply: Reply, reason: str) -> None:
+        self.end_reason = reason
+        await self._abort_spool()
+        self._conn.end_session(reply)
+        with trio.move_on_after(FAREWELL_TIMEOUT):
+            with contextlib.suppress(
+                trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError
+            ):
+                await self._flush(FAREWELL_TIMEOUT)
+
+    # -- the message spool --------------------------------------------------------------------
+
+    def _start_message(self, message: IncomingMessage) -> None:
+        self._queue_id = message.queue_id
+        self._data_clock = DataClock(started=trio.current_time())
+        self._spool = self._context.backend.begin(message)
+        self._spool_failed = False
+
+    async def _write(self, data: bytes) -> None:
+        if self._spool is None or self._spool_failed:
+            return
+        try:
+            await self._spool.write(data)
+        except (OSError, DeliveryError) as exc:
+            log.error("message %s: spool write failed: %s", self._queue_id, exc)
+            self._spool_failed = True
+            await self._abort_spool()
+
+    async def _commit(self, size: int, recipients: int) -> None:
+        self._data_clock = None
+        conn, spool = self._conn, self._spool
+        self._spool = None
+        if spool is None or self._spool_failed:
+            conn.refuse(replies.LOCAL_ERROR)
+            log.error("message %s from %s: not stored", self._queue_id, self._peer)
+            return
+        # Shielded: once the content is complete, a shutdown must not separate "stored" from
+        # "queued the 250". A cancel after this still sends the 250 ahead of its 421.
+        with trio.CancelScope(shield=True):
+            try:
+                await spool.commit()
+            except DeliveryError as exc:
+                conn.refuse(replies.LOCAL_ERROR)
+                log.error("message %s from %s: %s", self._queue_id, self._peer, exc)
+                return
+            conn.accept_message(self._queue_id)
+        self.messages_accepted += 1
+        log.info(
+            "message %s from %s accepted: size=%d recipients=%d",
+            self._queue_id,
+            self._peer,
+            size,
+            recipients,
+        )
+
+    async def _abort_spool(self) -> None:
+        spool, self._spool = self._spool, None
+        if spool is not None:
+            await spool.abort()
