@@ -1,0 +1,27 @@
+"""Start a real trimail Server on 127.0.0.1 port 0 for loopback tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import attrs
+import trio
+
+from trimail.config.model import ListenAddress, ServerConfig, Timeouts
+from trimail.delivery.backend import DeliveryBackend
+from trimail.server.serve import Server
+
+
+@asynccontextmanager
+async def running_server(
+    backend: DeliveryBackend, *, timeouts: Timeouts | None = None
+) -> AsyncIterator[tuple[Server, ListenAddress]]:
+    config = ServerConfig(listen=(ListenAddress("127.0.0.1", 0),))
+    if timeouts is not None:
+        config = attrs.evolve(config, timeouts=timeouts)
+    server = Server(config, backend, hostname="mx.test")
+    async with trio.open_nursery() as nursery:
+        addresses: list[ListenAddress] = await nursery.start(server.serve)
+        yield server, addresses[0]
+        server.stop()

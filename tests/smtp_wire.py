@@ -1,0 +1,81 @@
+"""Test helpers that speak raw SMTP over any Trio stream, reading whole replies."""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+import trio
+import trio.testing
+
+from trimail.config.model import Timeouts
+from trimail.delivery.memory import MemoryBackend
+from trimail.protocol.limits import ProtocolLimits
+from trimail.server.session import Peer, Session, SessionContext
+
+_LAST_LINE = re.compile(rb"(?m)^\d{3} [^\r\n]*\r\n")
+
+
+@attrs.frozen
+class WireReply:
+    code: int
+    lines: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+class WireClient:
+    """Sends raw bytes and reads replies; the buffer keeps bytes of replies not yet read."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self._buffer = b""
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def reply(self) -> WireReply:
+        while True:
+            match = _LAST_LINE.search(self._buffer)
+            if match:
+                raw, self._buffer = self._buffer[: match.end()], self._buffer[match.end() :]
+                lines = raw.decode("utf-8").split("\r\n")[:-1]
+                return WireReply(int(lines[0][:3]), tuple(line[4:] for line in lines))
+            data = await self.stream.receive_some(65536)
+            if not data:
+                raise EOFError(f"connection closed; unread bytes {self._buffer!r}")
+            self._buffer += data
+
+    async def command(self, line: str) -> WireReply:
+        await self.send(line.encode("utf-8") + b"\r\n")
+        return await self.reply()
+
+    async def closed(self) -> bool:
+        """True when the server closed the connection (after any unread replies)."""
+        try:
+            data = await self.stream.receive_some(65536)
+        except trio.BrokenResourceError:
+            return True
+        return data == b"" and not self._buffer
+
+
+def make_context(
+    backend: MemoryBackend,
+    *,
+    limits: ProtocolLimits | None = None,
+    timeouts: Timeouts | None = None,
+) -> SessionContext:
+    return SessionContext(
+        hostname="mx.test",
+        limits=limits or ProtocolLimits(),
+        timeouts=timeouts or Timeouts(),
+        backend=backend,
+    )
+
+
+def session_over_memory(context: SessionContext) -> tuple[Session, WireClient]:
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    session = Session(server_stream, Peer("192.0.2.7", 40000), context)
+    return session, WireClient(client_stream)
