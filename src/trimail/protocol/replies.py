@@ -120,6 +120,7 @@ TOO_MANY_ERRORS = _r(421, "4.7.0", "Error: too many errors, closing connection")
 LINE_ABSURDLY_LONG = _r(421, "4.7.0", "Error: line too long, closing connection")
 TIMEOUT = _r(421, "4.4.2", "Error: timeout exceeded, closing connection")
 SHUTTING_DOWN = _r(421, "4.3.2", "Service shutting down, closing connection")
+INTERNAL_ERROR = _r(421, "4.3.0", "Error: internal server error, closing connection")
 
 # -- delivery --------------------------------------------------------------------------------
 LOCAL_ERROR = _r(451, "4.3.0", "Error: local error in processing, try again later")

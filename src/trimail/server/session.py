@@ -99,6 +99,11 @@ class Session:
             with trio.CancelScope(shield=True):
                 await self._farewell(replies.SHUTTING_DOWN, "shutdown")
             raise
+        except Exception:
+            # A bug: tell the client to retry later, then let the server log the traceback.
+            with trio.CancelScope(shield=True):
+                await self._farewell(replies.INTERNAL_ERROR, "internal error")
+            raise
         finally:
             with trio.CancelScope(shield=True):
                 await self._abort_spool()

@@ -1,0 +1,78 @@
+"""The server outlives its failures: accept() out of file descriptors, a session that raises."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+import trio
+
+from tests.server.running import running_server
+from tests.smtp_wire import WireClient
+from trimail.config.model import ServerConfig
+from trimail.delivery.backend import IncomingMessage, MessageSpool
+from trimail.delivery.memory import MemoryBackend
+from trimail.server.serve import Server
+
+BOUND = 10
+
+
+async def test_accept_loop_backs_off_on_emfile_and_keeps_serving(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    [listener] = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    real_accept = listener.accept
+    failures = [OSError(errno.EMFILE, "Too many open files")] * 3
+
+    async def flaky_accept() -> trio.SocketStream:
+        if failures:
+            raise failures.pop()
+        return await real_accept()
+
+    monkeypatch.setattr(listener, "accept", flaky_accept)
+    server = Server(ServerConfig(), MemoryBackend(), hostname="mx.test")
+    port = listener.socket.getsockname()[1]
+    with trio.fail_after(BOUND):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server._accept_loop, listener, nursery)
+            client = WireClient(await trio.open_tcp_stream("127.0.0.1", port))
+            assert (await client.reply()).code == 220
+            assert failures == []
+            assert (await client.command("QUIT")).code == 221
+            await client.stream.aclose()
+            nursery.cancel_scope.cancel()
+    await listener.aclose()
+
+
+class _ExplodingBackend(MemoryBackend):
+    def begin(self, message: IncomingMessage) -> MessageSpool:
+        if message.envelope.sender is not None and message.envelope.sender.local_part == "boom":
+            raise RuntimeError("a bug in a delivery backend")
+        return super().begin(message)
+
+
+async def test_a_session_that_raises_does_not_stop_the_server() -> None:
+    backend = _ExplodingBackend()
+    with trio.fail_after(BOUND):
+        async with running_server(backend) as (_, address):
+            doomed = WireClient(await trio.open_tcp_stream("127.0.0.1", address.port))
+            assert (await doomed.reply()).code == 220
+            await doomed.send(
+                b"HELO c\r\nMAIL FROM:<boom@x.example>\r\nRCPT TO:<a@b.example>\r\nDATA\r\n"
+            )
+            assert [(await doomed.reply()).code for _ in range(4)] == [250, 250, 250, 354]
+            farewell = await doomed.reply()
+            assert (farewell.code, farewell.lines[0][:5]) == (421, "4.3.0")
+            assert await doomed.closed()
+            await doomed.stream.aclose()
+
+            healthy = WireClient(await trio.open_tcp_stream("127.0.0.1", address.port))
+            assert (await healthy.reply()).code == 220
+            await healthy.send(
+                b"HELO c\r\nMAIL FROM:<ok@x.example>\r\nRCPT TO:<a@b.example>\r\nDATA\r\n"
+            )
+            assert [(await healthy.reply()).code for _ in range(4)] == [250, 250, 250, 354]
+            await healthy.send(b"fine\r\n.\r\n")
+            assert (await healthy.reply()).code == 250
+            await healthy.stream.aclose()
+    assert len(backend.messages) == 1
