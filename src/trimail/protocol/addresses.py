@@ -74,6 +74,9 @@ _POSTMASTER = "postmaster"
 
 def _check_address_literal(literal: str) -> None:
     inner = literal[1:-1]
+    if "%" in inner:
+        # ipaddress accepts RFC 4007 zone ids ("fe80::1%eth0"); RFC 5321's IPv6-addr does not.
+        raise AddressError(f"invalid address literal {literal}")
     try:
         if inner[:5].lower() == "ipv6:":
             ipaddress.IPv6Address(inner[5:])
@@ -86,19 +89,29 @@ def _check_address_literal(literal: str) -> None:
         raise AddressError(f"invalid address literal {literal}") from exc
 
 
-def parse_path(text: str, *, utf8: bool, allow_null: bool) -> Mailbox | None:
-    """Parse ``<...>`` into a Mailbox; ``None`` is the null reverse path ``<>``.
+def parse_reverse_path(text: str, *, utf8: bool) -> Mailbox | None:
+    """Parse MAIL's ``<...>``; ``None`` is the null reverse path ``<>`` (bounces use it).
 
     Source routes (``<@a,@b:user@c>``) are accepted and ignored (RFC 5321 §4.1.1.3, App. C).
-    The bare ``<Postmaster>`` recipient is accepted (RFC 5321 §4.1.1.3).
     """
+    return _parse_path(text, utf8=utf8, reverse=True)
+
+
+def parse_forward_path(text: str, *, utf8: bool) -> Mailbox:
+    """Parse RCPT's ``<...>``; the bare ``<Postmaster>`` is accepted (RFC 5321 §4.1.1.3)."""
+    mailbox = _parse_path(text, utf8=utf8, reverse=False)
+    assert mailbox is not None  # only a reverse path may be null
+    return mailbox
+
+
+def _parse_path(text: str, *, utf8: bool, reverse: bool) -> Mailbox | None:
     if len(text.encode("utf-8")) > MAX_PATH:
         raise AddressError("path too long")
     if len(text) < 2 or text[0] != "<" or text[-1] != ">":
         raise AddressError("address must be enclosed in <>")
     inner = text[1:-1]
     if not inner:
-        if allow_null:
+        if reverse:
             return None
         raise AddressError("null address not allowed here")
     if not inner.isascii() and not utf8:
@@ -109,7 +122,8 @@ def parse_path(text: str, *, utf8: bool, allow_null: bool) -> Mailbox | None:
         if route is None:
             raise AddressError("malformed source route")
         inner = inner[route.end() :]
-    if inner.lower() == _POSTMASTER:
+    if inner.lower() == _POSTMASTER and not reverse:
+        # Only a forward path may omit the domain; a sender is <> or a full mailbox.
         return Mailbox(inner, "")
     match = mailbox_re.fullmatch(inner)
     if match is None:

@@ -46,7 +46,21 @@ class BodyDecoder:
         #: "." at the start of the carry is at the start of a line.
         self._at_line_start = True
         self.size = 0
-        self.error: BodyError | None = None
+        self._too_big = False
+        self._bare_newline = False
+
+    @property
+    def error(self) -> BodyError | None:
+        """Why the message is rejected, if it is.
+
+        Both conditions are tracked over the whole body and a bare newline always wins, so the
+        answer never depends on how TCP happened to split the body into chunks.
+        """
+        if self._bare_newline:
+            return BodyError.BARE_NEWLINE
+        if self._too_big:
+            return BodyError.TOO_BIG
+        return None
 
     def feed(self, data: bytes) -> BodyProgress:
         # A virtual CRLF in front of a line start lets one search pattern find both the
@@ -87,12 +101,12 @@ class BodyDecoder:
             return
         crlf = buf.count(_CRLF, start, end)
         if buf.count(b"\n", start, end) != crlf or buf.count(b"\r", start, end) != crlf:
-            self.error = self.error or BodyError.BARE_NEWLINE
+            self._bare_newline = True
         self.size += end - start
         if self.size > self._max_size:
-            self.error = self.error or BodyError.TOO_BIG
-        if self.error is None:
+            self._too_big = True
+        if not (self._bare_newline or self._too_big):
             out.append(buf[start:end])
 
     def _accepted(self, out: list[bytes]) -> list[bytes]:
-        return out if self.error is None else []
+        return out if not (self._bare_newline or self._too_big) else []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from . import replies
-from .addresses import AddressError, NonAsciiAddressError, parse_path
+from .addresses import AddressError, NonAsciiAddressError, parse_forward_path, parse_reverse_path
 from .commands import (
     Command,
     Data,
@@ -43,12 +43,14 @@ _HELO_NAME = re.compile(r"\S+")
 
 def _split_verb(line: str) -> tuple[str, str]:
     verb, _, argument = line.partition(" ")
-    return verb.upper(), argument
+    # str.upper() folds some non-ASCII letters onto ASCII (dotless i -> I, long s -> S); a
+    # verb that is not ASCII stays as it is and so matches nothing.
+    return (verb.upper() if verb.isascii() else verb), argument
 
 
 def _path_and_params(argument: str, keyword: str, usage: str) -> tuple[str, list[str]]:
     prefix = argument[: len(keyword)]
-    if prefix.upper() != keyword:
+    if not prefix.isascii() or prefix.upper() != keyword:
         raise CommandError(replies.syntax_error(usage))
     match = _PATH_AND_PARAMS.fullmatch(argument[len(keyword) :].lstrip(" "))
     if match is None:
@@ -66,7 +68,7 @@ def _parse_mail(argument: str) -> Mail:
     except ParameterError as exc:
         raise CommandError(exc.reply) from None
     try:
-        sender = parse_path(path, utf8=params.smtputf8, allow_null=True)
+        sender = parse_reverse_path(path, utf8=params.smtputf8)
     except NonAsciiAddressError:
         raise CommandError(replies.NON_ASCII_ADDRESS) from None
     except AddressError as exc:
@@ -77,7 +79,7 @@ def _parse_mail(argument: str) -> Mail:
 def _parse_rcpt(argument: str, smtputf8: bool) -> Rcpt:
     path, tokens = _path_and_params(argument, "TO:", "RCPT TO:<address>")
     try:
-        recipient = parse_path(path, utf8=smtputf8, allow_null=False)
+        recipient = parse_forward_path(path, utf8=smtputf8)
     except NonAsciiAddressError:
         raise CommandError(replies.NON_ASCII_ADDRESS) from None
     except AddressError as exc:
@@ -86,7 +88,6 @@ def _parse_rcpt(argument: str, smtputf8: bool) -> Rcpt:
         parse_rcpt_params(tokens)
     except ParameterError as exc:
         raise CommandError(exc.reply) from None
-    assert recipient is not None  # allow_null=False
     return Rcpt(recipient)
 
 

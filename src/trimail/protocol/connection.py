@@ -125,6 +125,9 @@ class ServerConnection:
 
     def accept(self) -> None:
         """Accept the pending MAIL or RCPT with the standard 250."""
+        if isinstance(self._pending, MessageComplete):
+            # Checked before taking the decision, so accept_message() still works after this.
+            raise LocalProtocolError("use accept_message(queue_id) for a message")
         match self._take_pending():
             case MailFromRequest(sender=sender, params=params):
                 self._transaction = _Transaction(sender, params)
@@ -135,8 +138,6 @@ class ServerConnection:
                 self._transaction.recipients.append(recipient)
                 self.state = State.RCPT
                 self._queue(replies.RECIPIENT_OK)
-            case MessageComplete():
-                raise LocalProtocolError("use accept_message(queue_id) for a message")
 
     def accept_message(self, queue_id: str) -> None:
         """The message is stored durably: answer 250 with its queue id."""
@@ -178,6 +179,9 @@ class ServerConnection:
         if line is None:
             return False
         match line.status:
+            case LineStatus.TOO_LONG if line.length > self.limits.absurd_line:
+                self._queue(replies.LINE_ABSURDLY_LONG)
+                self._end(EndReason.LINE_TOO_LONG)
             case LineStatus.TOO_LONG:
                 self._error(replies.LINE_TOO_LONG)
             case LineStatus.BARE_LF:

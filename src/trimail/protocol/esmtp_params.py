@@ -53,6 +53,16 @@ def _split(tokens: list[str]) -> dict[str, str | None]:
     return parsed
 
 
+def _body_type(value: str | None) -> BodyType:
+    # Only ASCII is upper-cased: str.upper() maps the dotless i onto I.
+    if value is not None and value.isascii():
+        try:
+            return BodyType(value.upper())
+        except ValueError:
+            pass
+    raise ParameterError(replies.bad_parameter("BODY must be 7BIT or 8BITMIME"))
+
+
 def parse_mail_params(tokens: list[str]) -> MailParams:
     size: int | None = None
     body: BodyType | None = None
@@ -64,12 +74,7 @@ def parse_mail_params(tokens: list[str]) -> MailParams:
                     raise ParameterError(replies.bad_parameter("SIZE needs a number"))
                 size = int(value)
             case "BODY":
-                try:
-                    body = BodyType((value or "").upper())
-                except ValueError:
-                    raise ParameterError(
-                        replies.bad_parameter("BODY must be 7BIT or 8BITMIME")
-                    ) from None
+                body = _body_type(value)
             case "SMTPUTF8":
                 if value is not None:
                     raise ParameterError(replies.bad_parameter("SMTPUTF8 takes no value"))

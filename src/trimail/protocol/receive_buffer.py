@@ -26,6 +26,9 @@ class Line:
     status: LineStatus
     #: The line without its terminator; empty when the line was discarded.
     content: bytes
+    #: Octets the whole line took on the wire, terminator included (also when discarded), so
+    #: the caller's verdict on an absurd line does not depend on how it was segmented.
+    length: int
 
 
 class ReceiveBuffer:
@@ -57,15 +60,17 @@ class ReceiveBuffer:
         if newline == -1:
             self._searched = len(self._data)
             return None
+        length = self.discarded + newline + 1
+        self.discarded = 0
+        self._searched = 0
+        if length > self._max_line:
+            del self._data[: newline + 1]
+            return Line(LineStatus.TOO_LONG, b"", length)
         line = bytes(self._data[:newline])
         del self._data[: newline + 1]
-        self._searched = 0
-        if self.discarded or newline + 1 > self._max_line:
-            self.discarded = 0
-            return Line(LineStatus.TOO_LONG, b"")
         if not line.endswith(b"\r"):
-            return Line(LineStatus.BARE_LF, b"")
-        return Line(LineStatus.OK, line[:-1])
+            return Line(LineStatus.BARE_LF, b"", length)
+        return Line(LineStatus.OK, line[:-1], length)
 
     def take_all(self) -> bytes:
         """Hand the unparsed rest to the DATA decoder (bytes pipelined after DATA)."""

@@ -1,0 +1,265 @@
+"""The DATA decoder byte for byte: unstuffing, the terminator, limits and smuggling vectors."""
+
+from __future__ import annotations
+
+import pytest
+
+from trimail.protocol import replies
+from trimail.protocol.body import BodyDecoder, BodyError
+from trimail.protocol.events import (
+    MailFromRequest,
+    MessageComplete,
+    MessageData,
+    MessageRejected,
+    RcptToRequest,
+)
+from trimail.protocol.limits import ProtocolLimits
+
+from .support import decode, driver, events_of, splits, unstuff
+
+# -- unstuffing and the terminator ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("wire", "content"),
+    [
+        (b".\r\n", b""),
+        (b"\r\n.\r\n", b"\r\n"),
+        (b"a\r\n.\r\n", b"a\r\n"),
+        (b"Subject: hi\r\n\r\nHello.\r\n.\r\n", b"Subject: hi\r\n\r\nHello.\r\n"),
+        (b"..\r\n.\r\n", b".\r\n"),
+        (b"...\r\n.\r\n", b"..\r\n"),
+        (b".a\r\n.\r\n", b"a\r\n"),
+        (b". \r\n.\r\n", b" \r\n"),
+        (b"a\r\n..b\r\n.\r\n", b"a\r\n.b\r\n"),
+        (b"..\r\n..\r\n.\r\n", b".\r\n.\r\n"),
+        (b"a.b\r\n.\r\n", b"a.b\r\n"),
+        (b"a\r\n .\r\n.\r\n", b"a\r\n .\r\n"),
+        (b"a..\r\n.\r\n", b"a..\r\n"),
+        (b"\r\n\r\n.\r\n", b"\r\n\r\n"),
+        (b"..\r\n", None),
+        (b"a\r\n.", None),
+        (b"a\r\n.\r", None),
+        (b"a\r\n..\r\n", None),
+        (b"a\r\n.\r\n" + b"MAIL FROM:<x@example.org>\r\n", b"a\r\n"),
+    ],
+)
+def test_unstuffing_and_terminator(wire: bytes, content: bytes | None) -> None:
+    expected = decode([wire])
+    if content is None:
+        assert not expected.complete
+    else:
+        assert expected.complete
+        assert expected.content == content
+        assert expected.size == len(content)
+        assert expected.error is None
+    for pieces in splits(wire):
+        assert decode(pieces).same_outcome() == expected.same_outcome(), pieces
+
+
+def test_empty_message() -> None:
+    decoder = BodyDecoder(1024)
+    progress = decoder.feed(b".\r\n")
+    assert (progress.chunks, progress.complete, progress.leftover) == ([], True, b"")
+    assert (decoder.size, decoder.error) == (0, None)
+
+
+@pytest.mark.parametrize(
+    "after",
+    [b"", b"QUIT\r\n", b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n", b".\r\n"],
+)
+def test_leftover_is_exactly_what_follows_the_terminator(after: bytes) -> None:
+    wire = b"line one\r\n..line two\r\n.\r\n" + after
+    for pieces in splits(wire):
+        result = decode(pieces)
+        assert result.complete
+        assert result.content == b"line one\r\n.line two\r\n"
+        assert result.after == after
+
+
+def test_incomplete_input_keeps_only_what_is_undecided() -> None:
+    decoder = BodyDecoder(1024)
+    assert decoder.feed(b"abc\r").chunks == [b"abc"]
+    assert decoder.feed(b"\n").chunks == [b"\r\n"]
+    progress = decoder.feed(b".")
+    assert (progress.chunks, progress.complete) == ([], False)
+    progress = decoder.feed(b".x\r")
+    assert (progress.chunks, progress.complete) == ([b".x"], False)
+    progress = decoder.feed(b"\n.\r\nrest")
+    assert (progress.chunks, progress.complete, progress.leftover) == ([b"\r\n"], True, b"rest")
+    assert decoder.size == len(b"abc\r\n.x\r\n")
+
+
+def test_long_lines_are_not_buffered() -> None:
+    decoder = BodyDecoder(1 << 30)
+    piece = b"x" * 65536
+    for _ in range(16):
+        progress = decoder.feed(piece)
+        assert progress.chunks == [piece]
+    assert decoder.feed(b"\r\n.\r\n").complete
+    assert decoder.size == 16 * 65536 + 2
+
+
+TERMINATOR_SPLITS = [
+    b"Subject: split\r\n\r\nbody\r\n.\r\n",
+    b"..\r\n...\r\n.x\r\n.\r\n",
+    b"\r\n.\r\n",
+    b"a\r\n\r\n.\r\n",
+    b"a\r\r\n.\r\n",
+    b"\r\r\n.\r\n",
+    b"a\r\n.\r.\r\n.\r\n",
+    b"a\r\n.\r\r\n.\r\nleft\r\n",
+    b"x\r\n..\r\n.\r\n.\r\n",
+]
+
+
+@pytest.mark.parametrize("wire", TERMINATOR_SPLITS)
+def test_terminator_split_at_every_boundary(wire: bytes) -> None:
+    expected = decode([wire])
+    assert expected.complete
+    outcomes = {decode(pieces).same_outcome() for pieces in splits(wire)}
+    assert outcomes == {expected.same_outcome()}
+
+
+# -- the size limit -------------------------------------------------------------------------
+
+
+def test_message_of_exactly_the_limit_is_accepted() -> None:
+    content = b"0123456\r\n"  # 9 octets
+    for pieces in splits(content + b".\r\n"):
+        result = decode(pieces, max_size=9)
+        assert (result.complete, result.error, result.content) == (True, None, content)
+
+
+def test_stuffed_dots_do_not_count_towards_the_size() -> None:
+    result = decode([b"..\r\n..\r\n.\r\n"], max_size=6)
+    assert (result.error, result.size, result.content) == (None, 6, b".\r\n.\r\n")
+
+
+def test_one_octet_over_the_limit_is_too_big() -> None:
+    for pieces in splits(b"0123456789\r\n.\r\nNOOP\r\n"):
+        result = decode(pieces, max_size=11)
+        assert result.complete
+        assert result.error is BodyError.TOO_BIG
+        assert result.after == b"NOOP\r\n"
+        assert result.size == 12
+        assert len(result.content) <= 11
+        assert b"0123456789\r\n".startswith(result.content)
+
+
+def test_nothing_is_emitted_after_too_big() -> None:
+    decoder = BodyDecoder(100)
+    assert decoder.feed(b"a" * 100).chunks == [b"a" * 100]
+    assert decoder.error is None
+    for piece in (b"b", b"\r\n", b"..\r\n", b"c" * 1000, b"\r\n"):
+        assert decoder.feed(piece).chunks == []
+        assert decoder.error is BodyError.TOO_BIG
+    progress = decoder.feed(b".\r\nafter")
+    assert (progress.chunks, progress.complete, progress.leftover) == ([], True, b"after")
+    assert decoder.error is BodyError.TOO_BIG
+
+
+def test_a_feed_that_crosses_the_limit_emits_nothing() -> None:
+    decoder = BodyDecoder(100)
+    assert decoder.feed(b"a" * 99).chunks == [b"a" * 99]
+    assert decoder.feed(b"bb").chunks == []
+    assert decoder.error is BodyError.TOO_BIG
+
+
+def test_error_kind_does_not_depend_on_chunking() -> None:
+    wire = b"a" * 20 + b"\n" + b"\r\n.\r\n"
+    errors = {decode(pieces, max_size=10).error for pieces in splits(wire)}
+    assert len(errors) == 1
+
+
+# -- smuggling vectors ------------------------------------------------------------------------
+
+HEAD = b"Subject: smuggle\r\n\r\nhello"
+SMUGGLED = b"MAIL FROM:<evil@attacker.example>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\nfake\r\n"
+TAIL = b".\r\n"
+AFTER = b"NOOP\r\n"
+
+#: (vector, whether it contains a bare CR or LF)
+VECTORS = [
+    pytest.param(b"\n.\n", True, id="LF.LF"),
+    pytest.param(b"\n.\r\n", True, id="LF.CRLF"),
+    pytest.param(b"\r\n.\n", True, id="CRLF.LF"),
+    pytest.param(b"\r.\r", True, id="CR.CR"),
+    pytest.param(b"\r\n.\r", True, id="CRLF.CR"),
+    pytest.param(b"\n.\r", True, id="LF.CR"),
+    pytest.param(b"\r.\r\n", True, id="CR.CRLF"),
+    pytest.param(b"\r.\n", True, id="CR.LF"),
+    pytest.param(b"\r\r\n.\r\r\n", True, id="CRCRLF.CRCRLF"),
+    pytest.param(b"\r", True, id="bare-CR"),
+    pytest.param(b"\n", True, id="bare-LF"),
+    pytest.param(b"\n\n.\n\n", True, id="LFLF.LFLF"),
+    pytest.param(b"\r\n\x00.\r\n", False, id="CRLF-NUL.CRLF"),
+    pytest.param(b"\r\n.\x00\r\n", False, id="CRLF.NUL-CRLF"),
+    pytest.param(b"\x00\r\n\x00.\x00\r\n\x00", False, id="NULs-around"),
+    pytest.param(b"\r\n..\r\n", False, id="CRLF..CRLF"),
+    pytest.param(b"\r\n .\r\n", False, id="CRLF-SP.CRLF"),
+    pytest.param(b"\r\n.\t\r\n", False, id="CRLF.TAB-CRLF"),
+]
+
+
+def smuggling_body(vector: bytes) -> bytes:
+    return HEAD + vector + SMUGGLED + TAIL
+
+
+@pytest.mark.parametrize(("vector", "bare"), VECTORS)
+def test_smuggling_vector_does_not_end_the_message(vector: bytes, bare: bool) -> None:
+    wire = smuggling_body(vector) + AFTER
+    for pieces in splits(wire):
+        result = decode(pieces)
+        assert result.complete
+        assert result.after == AFTER, pieces
+        assert result.error is (BodyError.BARE_NEWLINE if bare else None)
+        expected = unstuff(HEAD + vector + SMUGGLED)
+        assert result.size == len(expected)
+        if bare:
+            assert expected.startswith(result.content)
+            assert SMUGGLED not in result.content
+        else:
+            assert result.content == expected
+            assert SMUGGLED in result.content
+            assert result.content.endswith(SMUGGLED)
+
+
+def test_real_terminator_after_a_bare_cr_ends_a_rejected_message() -> None:
+    # "<CR><CR><LF>.<CR><LF>" holds a real terminator: the message ends there, rejected.
+    wire = b"hello\r\r\n.\r\n" + SMUGGLED
+    for pieces in splits(wire):
+        result = decode(pieces)
+        assert (result.complete, result.error, result.after) == (
+            True,
+            BodyError.BARE_NEWLINE,
+            SMUGGLED,
+        )
+
+
+@pytest.mark.parametrize(("vector", "bare"), VECTORS)
+@pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "bytewise"])
+def test_smuggling_through_the_connection(vector: bytes, bare: bool, bytewise: bool) -> None:
+    drv = driver(ProtocolLimits(max_message_size=1024))
+    drv.feed(b"EHLO client.example\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<r@example.org>\r\n")
+    drv.take_output()
+    wire = b"DATA\r\n" + smuggling_body(vector) + AFTER
+    pieces = [wire[i : i + 1] for i in range(len(wire))] if bytewise else [wire]
+    events = drv.feed_all(pieces)
+    out = drv.take_pairs()
+    assert events_of(events, MailFromRequest) == []
+    assert events_of(events, RcptToRequest) == []
+    if bare:
+        [rejected] = events_of(events, MessageRejected)
+        assert rejected.reply == replies.BARE_NEWLINE_IN_DATA
+        assert events_of(events, MessageComplete) == []
+        assert out == [(354, None), (550, "5.6.0"), (250, "2.0.0")]
+    else:
+        [complete] = events_of(events, MessageComplete)
+        data = b"".join(event.data for event in events_of(events, MessageData))
+        assert complete.size == len(data)
+        assert data.endswith(SMUGGLED)
+        assert events_of(events, MessageRejected) == []
+        assert out == [(354, None), (250, "2.0.0"), (250, "2.0.0")]
+    assert drv.conn.errors == 0
+    assert drv.ended is None
