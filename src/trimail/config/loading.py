@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import attrs
 import cattrs
+from cattrs.gen import make_dict_structure_fn
 from cattrs.v import format_exception
 
 from .model import DeliveryKind, ListenAddress, ServerConfig
@@ -32,7 +34,45 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook(int, lambda value, _: _integer(value))
     converter.register_structure_hook(str, lambda value, _: _string(value))
     converter.register_structure_hook(DeliveryKind, lambda value, _: _choice(DeliveryKind, value))
+    converter.register_structure_hook_func(
+        lambda type_: type_ == tuple[ListenAddress, ...], lambda value, _: _listen_addresses(value)
+    )
+    converter.register_structure_hook_factory(attrs.has, lambda cls: _table_of(cls, converter))
     return converter
+
+
+def _table_of(cls: type[object], converter: cattrs.Converter) -> Callable[[object, object], object]:
+    """Structure an attrs class from a TOML table, saying "expected a table" for anything else
+    (cattrs alone would report a confusing error from deep inside its generated code)."""
+    structure = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True)
+
+    def hook(value: object, _type: object) -> object:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a table, got {value!r}")
+        return structure(value, cls)
+
+    return hook
+
+
+def _listen_addresses(value: object) -> tuple[ListenAddress, ...]:
+    # A bare string would otherwise be iterated character by character.
+    if not isinstance(value, list | tuple):
+        raise TypeError('expected an array like ["127.0.0.1:2525"]')
+    addresses = []
+    for index, item in enumerate(value):
+        try:
+            addresses.append(_listen_address(item))
+        except (TypeError, ValueError) as exc:
+            raise _ItemError(index, exc) from exc
+    return tuple(addresses)
+
+
+class _ItemError(ValueError):
+    """An error in one array item, so the message can name ``field[index]``."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(str(error))
+        self.index = index
 
 
 def _listen_address(value: object) -> ListenAddress:
@@ -95,6 +135,8 @@ def _first_error(exc: BaseException, path: str) -> str:
             return _first_error(inner, path + step)
         if exc.exceptions:
             return _first_error(exc.exceptions[0], path)
+    if isinstance(exc, _ItemError):
+        path += f"[{exc.index}]"
     path = path.lstrip(".")
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
         keys = ", ".join(sorted(exc.extra_fields))
@@ -121,6 +163,10 @@ def read_toml(path: Path) -> RawConfig:
             return tomllib.load(file)
     except OSError as exc:
         raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"--config: {path} is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8"
+        ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"--config: {path} is not valid TOML: {exc}") from exc
 

@@ -1,0 +1,236 @@
+"""``trimail serve``: bad flags or config exit 2 with one line; a real run stores and stops."""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import smtplib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.serve_process import STARTUP_BOUND, serve_process
+from trimail.cli import build_parser, load_config, serve_command
+from trimail.config.loading import ConfigError
+from trimail.config.model import DeliveryKind, ListenAddress
+
+#: A usage error never gets as far as binding a port; this bounds even a slow interpreter start.
+RUN_BOUND = 30.0
+
+
+def run_serve(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trimail", "serve", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=RUN_BOUND,
+        check=False,
+    )
+
+
+def assert_one_line_usage_error(result: subprocess.CompletedProcess[str], names: str) -> str:
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.removesuffix("\n").split("\n")
+    assert len(lines) == 1, result.stderr
+    [line] = lines
+    assert "error: " in line
+    assert names in line
+    assert "Traceback" not in line
+    return line
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--max-recipients", "0"], "--max-recipients"),
+        (["--max-recipients", "x"], "--max-recipients"),
+        (["--max-recipients", "-3"], "--max-recipients"),
+        (["--max-recipients"], "--max-recipients"),
+        (["--max-message-size", "100"], "--max-message-size"),
+        (["--max-errors", "1.5"], "--max-errors"),
+        (["--listen", "nope"], "--listen"),
+        (["--listen", "127.0.0.1:2525", "--listen", "[::1]:99999"], "--listen"),
+        (["--delivery", "mbox"], "--delivery"),
+        (["--command-timeout", "0"], "--command-timeout"),
+        (["--data-timeout", "soon"], "--data-timeout"),
+        (["--data-min-rate", "-1"], "--data-min-rate"),
+        (["--shutdown-grace", "nan"], "--shutdown-grace"),
+        (["--config", "missing.toml"], "--config"),
+        (["--bogus-flag"], "--bogus-flag"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else None,
+)
+def test_bad_flag_exits_2_with_one_line_naming_it(
+    tmp_path: Path, args: list[str], names: str
+) -> None:
+    result = run_serve(tmp_path, *args)
+    assert_one_line_usage_error(result, names)
+    assert not (tmp_path / "maildir").exists(), "a usage error must not touch the disk"
+
+
+def test_bad_delivery_lists_the_choices(tmp_path: Path) -> None:
+    line = assert_one_line_usage_error(run_serve(tmp_path, "--delivery", "mbox"), "--delivery")
+    assert "expected one of maildir, discard" in line
+
+
+@pytest.mark.parametrize(
+    ("toml", "names"),
+    [
+        ("bogus = 1\n", "bogus"),
+        ("[limits]\nmax_recipient = 5\n", "max_recipient"),
+        ("[limits]\nmax_recipients = 0\n", "limits.max_recipients"),
+        ('listen = ["nope"]\n', "listen[0]"),
+        ('[delivery]\nbackend = "mbox"\n', "delivery.backend"),
+        ("[timeouts\ncommand = 5\n", "--config"),
+    ],
+    ids=["unknown-key", "unknown-nested-key", "bad-int", "bad-listen", "bad-choice", "not-toml"],
+)
+def test_bad_config_file_exits_2_with_one_line_naming_the_field(
+    tmp_path: Path, toml: str, names: str
+) -> None:
+    (tmp_path / "trimail.toml").write_text(toml)
+    result = run_serve(tmp_path, "--config", "trimail.toml")
+    assert_one_line_usage_error(result, names)
+
+
+def test_flag_into_a_config_value_that_is_not_a_table(tmp_path: Path) -> None:
+    (tmp_path / "trimail.toml").write_text("limits = 5\n")
+    result = run_serve(tmp_path, "--config", "trimail.toml", "--max-recipients", "3")
+    assert_one_line_usage_error(result, "limits")
+
+
+def test_non_utf8_config_file_exits_2_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "trimail.toml").write_bytes(b'hostname = "caf\xe9"\n')
+    result = run_serve(tmp_path, "--config", "trimail.toml")
+    assert_one_line_usage_error(result, "--config")
+
+
+def test_missing_subcommand_is_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "trimail"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=RUN_BOUND,
+        check=False,
+    )
+    assert_one_line_usage_error(result, "command")
+
+
+# -- load_config in process: flags over TOML ------------------------------------------------
+
+
+def write_config(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "trimail.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_flags_override_the_config_file(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        'listen = ["127.0.0.1:25"]\nhostname = "from.toml"\n'
+        "[limits]\nmax_recipients = 0\nmax_errors = 7\n",
+    )
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--config",
+            path,
+            "--max-recipients",
+            "5",
+            "--listen",
+            "127.0.0.1:2525",
+            "--listen",
+            "[::1]:2526",
+            "--hostname",
+            "mx.test",
+            "--delivery",
+            "discard",
+            "--command-timeout",
+            "12",
+        ]
+    )
+    config = load_config(args)
+    assert config.limits.max_recipients == 5  # the flag replaced the invalid file value
+    assert config.limits.max_errors == 7  # untouched file values stay
+    assert config.listen == (ListenAddress("127.0.0.1", 2525), ListenAddress("::1", 2526))
+    assert config.hostname == "mx.test"
+    assert config.delivery.backend is DeliveryKind.DISCARD
+    assert config.timeouts.command == 12.0
+
+
+def test_error_in_the_file_names_the_field_even_when_flags_are_given(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "[limits]\nmax_errors = 0\n")
+    args = build_parser().parse_args(["serve", "--config", path, "--max-recipients", "5"])
+    with pytest.raises(ConfigError, match=r"^limits\.max_errors: must be >= 1"):
+        load_config(args)
+
+
+def test_error_in_a_flag_names_the_flag_not_the_field(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "[limits]\nmax_recipients = 50\n")
+    args = build_parser().parse_args(["serve", "--config", path, "--max-recipients", "0"])
+    with pytest.raises(ConfigError, match=r"^--max-recipients: must be >= 1"):
+        load_config(args)
+
+
+def test_serve_command_reports_config_errors_and_returns_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = build_parser().parse_args(
+        ["serve", "--listen", "nope", "--maildir", str(tmp_path / "maildir")]
+    )
+    assert serve_command(args) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("trimail serve: error: --listen: expected HOST:PORT")
+    assert captured.err.count("\n") == 1
+    assert not (tmp_path / "maildir").exists()
+
+
+# -- a real server process -----------------------------------------------------------------
+
+MESSAGE = (
+    b"From: alice@example.org\r\n"
+    b"To: bob@example.com\r\n"
+    b"Subject: cli happy path\r\n"
+    b"\r\n"
+    b"Hello.\r\n"
+    b".A line that starts with a dot.\r\n"
+    b"8-bit: \xc3\xa9\r\n"
+)
+
+
+def test_serve_stores_a_message_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    with serve_process(tmp_path) as server:
+        assert "listening on 127.0.0.1:" in server.stderr
+        with smtplib.SMTP(
+            "127.0.0.1", server.port, local_hostname="client.test", timeout=STARTUP_BOUND
+        ) as client:
+            refused = client.sendmail(
+                "alice@example.org", ["bob@example.com"], MESSAGE, mail_options=["BODY=8BITMIME"]
+            )
+            assert refused == {}
+        [stored] = list((server.maildir / "new").iterdir())
+        # Maildir name: time.MusecPpidQn_<queue id>.host
+        queue_id = stored.name.split("_", 1)[1].split(".", 1)[0]
+        data = stored.read_bytes()
+        assert data.endswith(MESSAGE)  # dot-unstuffed, CRLF and 8-bit bytes intact
+        trace = data[: -len(MESSAGE)]
+        assert trace.startswith(b"Return-Path: <alice@example.org>\r\nReceived: from client.test")
+        assert f"by mx.test (trimail) with ESMTP id {queue_id}\r\n".encode() in trace
+        assert b"\tfor <bob@example.com>; " in trace
+        headers = email.parser.BytesParser(policy=email.policy.default).parsebytes(data)
+        assert headers["Subject"] == "cli happy path"
+        assert list((server.maildir / "tmp").iterdir()) == []
+
+        assert server.stop() == 0
+        log = server.stderr
+    assert f"message {queue_id} from 127.0.0.1:" in log
+    assert f" accepted: size={len(MESSAGE)} recipients=1" in log
+    assert "received SIGTERM" in log
+    assert "stopped" in log
