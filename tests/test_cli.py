@@ -55,6 +55,7 @@ def assert_one_line_usage_error(result: subprocess.CompletedProcess[str], names:
         (["--listen", "nope"], "--listen"),
         (["--listen", "127.0.0.1:2525", "--listen", "[::1]:99999"], "--listen"),
         (["--delivery", "mbox"], "--delivery"),
+        (["--line-endings", "cr"], "--line-endings"),
         (["--command-timeout", "0"], "--command-timeout"),
         (["--data-timeout", "soon"], "--data-timeout"),
         (["--data-min-rate", "-1"], "--data-min-rate"),

@@ -15,7 +15,7 @@ import attrs
 import trio
 
 from .config.loading import ConfigError, RawConfig, read_toml, set_path, structure_config
-from .config.model import DeliveryKind, ServerConfig
+from .config.model import DeliveryKind, LineEndings, ServerConfig
 from .delivery.backend import DeliveryBackend
 from .delivery.maildir import MaildirBackend
 from .delivery.null import DiscardBackend
@@ -62,6 +62,12 @@ SERVE_FLAGS = (
         "delivery.backend",
         "maildir (durable, default) or discard",
         metavar="maildir|discard",
+    ),
+    _Flag(
+        "--line-endings",
+        "delivery.line_endings",
+        "crlf (as received, default) or lf (for tools that want Unix newlines)",
+        metavar="crlf|lf",
     ),
     _Flag(
         "--max-message-size",
@@ -171,7 +177,10 @@ def load_config(args: argparse.Namespace) -> ServerConfig:
 def make_backend(config: ServerConfig) -> DeliveryBackend:
     match config.delivery.backend:
         case DeliveryKind.MAILDIR:
-            return MaildirBackend(config.delivery.maildir)
+            return MaildirBackend(
+                config.delivery.maildir,
+                unix_newlines=config.delivery.line_endings is LineEndings.LF,
+            )
         case DeliveryKind.DISCARD:
             return DiscardBackend()
 

@@ -16,6 +16,7 @@ from trimail.config.loading import (
 from trimail.config.model import (
     DeliveryConfig,
     DeliveryKind,
+    LineEndings,
     ListenAddress,
     ServerConfig,
     Timeouts,
@@ -272,3 +273,11 @@ def test_listen_address_round_trip(text: str, host: str, port: int) -> None:
 def test_listen_address_parse_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         ListenAddress.parse(text)
+
+
+def test_line_endings_default_to_crlf_and_accept_lf(tmp_path: Path) -> None:
+    assert structure_config({}).delivery.line_endings is LineEndings.CRLF
+    raw: RawConfig = {"delivery": {"line_endings": "lf"}}
+    assert structure_config(raw).delivery.line_endings is LineEndings.LF
+    message = config_error(tmp_path, '[delivery]\nline_endings = "cr"\n')
+    assert message.startswith("delivery.line_endings: expected one of crlf, lf")

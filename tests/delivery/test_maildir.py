@@ -270,3 +270,18 @@ async def test_concurrent_messages_each_commit_their_own_bytes(tmp_path: Path) -
     for name, data in stored.items():
         assert (backend.root / "new" / name).read_bytes() == data
     assert listing(backend, "tmp") == []
+
+
+async def test_unix_newlines_convert_every_crlf_even_split_across_chunks(tmp_path: Path) -> None:
+    backend = MaildirBackend(tmp_path, unix_newlines=True, spill_threshold=SPILL_THRESHOLD)
+    await backend.prepare()
+    spool = backend.begin(make_message())
+    body = b"Subject: lf\r\n\r\n" + b"x" * 2000 + b"\r\nend\r\n"
+    # Split inside a CRLF, and large enough to spill to tmp/ midway.
+    cut = body.index(b"\r\nend")
+    for piece in (body[: cut + 1], body[cut + 1 :]):
+        await spool.write(piece)
+    name = await spool.commit()
+    stored = (backend.root / "new" / name).read_bytes()
+    assert stored == TRACE.replace(b"\r\n", b"\n") + body.replace(b"\r\n", b"\n")
+    assert b"\r" not in stored

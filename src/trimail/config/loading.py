@@ -6,17 +6,19 @@ drops the validator's own message, so validation errors are rendered here instea
 
 from __future__ import annotations
 
+import enum
 import re
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn
 from cattrs.v import format_exception
 
-from .model import DeliveryKind, ListenAddress, ServerConfig
+from .model import DeliveryKind, LineEndings, ListenAddress, ServerConfig
 
 #: A raw, not yet validated configuration tree (what TOML gives).
 RawConfig = dict[str, object]
@@ -34,6 +36,7 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook(int, lambda value, _: _integer(value))
     converter.register_structure_hook(str, lambda value, _: _string(value))
     converter.register_structure_hook(DeliveryKind, lambda value, _: _choice(DeliveryKind, value))
+    converter.register_structure_hook(LineEndings, lambda value, _: _choice(LineEndings, value))
     converter.register_structure_hook_func(
         lambda type_: type_ == tuple[ListenAddress, ...], lambda value, _: _listen_addresses(value)
     )
@@ -99,7 +102,10 @@ def _string(value: object) -> str:
     return value
 
 
-def _choice(kind: type[DeliveryKind], value: object) -> DeliveryKind:
+_Choice = TypeVar("_Choice", bound=enum.Enum)
+
+
+def _choice(kind: type[_Choice], value: object) -> _Choice:
     try:
         return kind(value)
     except ValueError:

@@ -42,10 +42,18 @@ class DeliveryKind(enum.Enum):
     DISCARD = "discard"
 
 
+class LineEndings(enum.Enum):
+    #: The message exactly as received: lossless, what DKIM signed (Dovecot: mail_save_crlf).
+    CRLF = "crlf"
+    #: Unix newlines, for tools that read Maildir files as plain text.
+    LF = "lf"
+
+
 @attrs.frozen(kw_only=True)
 class DeliveryConfig:
     backend: DeliveryKind = DeliveryKind.MAILDIR
     maildir: Path = Path("maildir")
+    line_endings: LineEndings = LineEndings.CRLF
 
 
 @attrs.frozen(kw_only=True)

@@ -47,12 +47,32 @@ def _write_all(fd: int, chunks: list[bytes]) -> None:
             view = view[written:]
 
 
+class _UnixNewlines:
+    """CRLF -> LF over a stream of chunks, even when a CRLF is split between two chunks.
+
+    The DATA decoder has already refused bare CR and LF, so every CR here starts a CRLF.
+    """
+
+    def __init__(self) -> None:
+        self._held_cr = False
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if self._held_cr:
+            chunk = b"\r" + chunk
+        self._held_cr = chunk.endswith(b"\r")
+        if self._held_cr:
+            chunk = chunk[:-1]
+        return chunk.replace(b"\r\n", b"\n")
+
+
 class _MaildirSpool:
     def __init__(self, backend: MaildirBackend, message: IncomingMessage) -> None:
         self._backend = backend
         self._name = backend.unique_name(message.queue_id)
-        self._buffered: list[bytes] = [message.trace_headers]
-        self._buffered_size = len(message.trace_headers)
+        self._convert = _UnixNewlines() if backend.unix_newlines else None
+        headers = self._convert(message.trace_headers) if self._convert else message.trace_headers
+        self._buffered: list[bytes] = [headers]
+        self._buffered_size = len(headers)
         self._fd: int | None = None
         self._finished = False
 
@@ -61,6 +81,8 @@ class _MaildirSpool:
         return self._backend.root / "tmp" / self._name
 
     async def write(self, data: bytes) -> None:
+        if self._convert is not None:
+            data = self._convert(data)
         self._buffered.append(data)
         self._buffered_size += len(data)
         if self._buffered_size >= self._backend.spill_threshold:
@@ -124,9 +146,13 @@ class MaildirBackend:
         *,
         max_threads: int = 16,
         spill_threshold: int = DEFAULT_SPILL_THRESHOLD,
+        unix_newlines: bool = False,
     ) -> None:
+        """``unix_newlines`` stores LF line endings instead of the CRLF received (lossy for
+        signatures over the raw bytes, but what plain-text tools expect)."""
         self.root = root
         self.spill_threshold = spill_threshold
+        self.unix_newlines = unix_newlines
         self._limiter = trio.CapacityLimiter(max_threads)
         self._hostname = _safe_hostname()
 
