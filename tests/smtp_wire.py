@@ -12,6 +12,7 @@ from trimail.config.model import Timeouts
 from trimail.delivery.memory import MemoryBackend
 from trimail.protocol.limits import ProtocolLimits
 from trimail.server.session import Peer, Session, SessionContext
+from trimail.server.tls import Certificates
 
 _LAST_LINE = re.compile(rb"(?m)^\d{3} [^\r\n]*\r\n")
 
@@ -32,6 +33,12 @@ class WireClient:
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self._buffer = b""
+
+    async def __aenter__(self) -> WireClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await trio.aclose_forcefully(self.stream)
 
     async def send(self, data: bytes) -> None:
         await self.stream.send_all(data)
@@ -66,16 +73,20 @@ def make_context(
     *,
     limits: ProtocolLimits | None = None,
     timeouts: Timeouts | None = None,
+    certificates: Certificates | None = None,
 ) -> SessionContext:
     return SessionContext(
         hostname="mx.test",
         limits=limits or ProtocolLimits(),
         timeouts=timeouts or Timeouts(),
         backend=backend,
+        certificates=certificates,
     )
 
 
-def session_over_memory(context: SessionContext) -> tuple[Session, WireClient]:
+def session_over_memory(
+    context: SessionContext, *, implicit_tls: bool = False
+) -> tuple[Session, WireClient]:
     client_stream, server_stream = trio.testing.memory_stream_pair()
-    session = Session(server_stream, Peer("192.0.2.7", 40000), context)
+    session = Session(server_stream, Peer("192.0.2.7", 40000), context, implicit_tls=implicit_tls)
     return session, WireClient(client_stream)

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import signal
 import smtplib
+import socket
+import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.serve_process import STARTUP_BOUND, serve_process
+from tests.serve_process import STARTUP_BOUND, free_port, serve_process
+from tests.tls_certs import CertFiles, issue
 from trimail.cli import build_parser, load_config, serve_command
 from trimail.config.loading import ConfigError
 from trimail.config.model import DeliveryKind, ListenAddress
@@ -168,7 +173,7 @@ def test_flags_override_the_config_file(tmp_path: Path) -> None:
 def test_error_in_the_file_names_the_field_even_when_flags_are_given(tmp_path: Path) -> None:
     path = write_config(tmp_path, "[limits]\nmax_errors = 0\n")
     args = build_parser().parse_args(["serve", "--config", path, "--max-recipients", "5"])
-    with pytest.raises(ConfigError, match=r"^limits\.max_errors: must be >= 1"):
+    with pytest.raises(ConfigError, match=r"^limits\.max_errors \(--max-errors\): must be >= 1"):
         load_config(args)
 
 
@@ -235,3 +240,71 @@ def test_serve_stores_a_message_and_stops_cleanly_on_sigterm(tmp_path: Path) -> 
     assert f" accepted: size={len(MESSAGE)} recipients=1" in log
     assert "received SIGTERM" in log
     assert "stopped" in log
+
+
+# -- TLS flags --------------------------------------------------------------------------------
+
+
+def test_missing_certificate_file_exits_2_naming_tls_cert(tmp_path: Path) -> None:
+    result = run_serve(tmp_path, "--tls-cert", "nope.pem")
+    line = assert_one_line_usage_error(result, "--tls-cert")
+    assert "nope.pem" in line
+
+
+def test_key_that_does_not_match_exits_2(tmp_path: Path) -> None:
+    first, second = issue(tmp_path / "a"), issue(tmp_path / "b")
+    result = run_serve(tmp_path, "--tls-cert", str(first.cert), "--tls-key", str(second.key))
+    line = assert_one_line_usage_error(result, "--tls-cert")
+    assert "not a usable PEM certificate and key" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--require-tls"], "tls.cert (--tls-cert): is needed to require TLS"),
+        (["--listen-tls", "127.0.0.1:0"], "--listen-tls: needs a certificate"),
+        (["--tls-key", "key.pem"], "tls.cert (--tls-cert): is needed when a key is given"),
+        (["--tls-handshake-timeout", "0"], "--tls-handshake-timeout"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else None,
+)
+def test_tls_options_without_what_they_need_exit_2(
+    tmp_path: Path, args: list[str], names: str
+) -> None:
+    assert_one_line_usage_error(run_serve(tmp_path, *args), names)
+
+
+def _implicit_tls_name(port: int, certs: CertFiles, name: str) -> str:
+    """Handshake with the implicit-TLS port, checking ``name``; return the greeting."""
+    context = certs.client_context()
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=STARTUP_BOUND) as raw,
+        context.wrap_socket(raw, server_hostname=name) as tls,
+    ):
+        return tls.recv(1024).decode()
+
+
+def test_sighup_reloads_the_certificate_for_new_sessions(tmp_path: Path) -> None:
+    first = issue(tmp_path / "certs", "old.mx.test")
+    tls_port = free_port()
+    with serve_process(
+        tmp_path,
+        "--tls-cert",
+        str(first.cert),
+        "--tls-key",
+        str(first.key),
+        "--listen-tls",
+        f"127.0.0.1:{tls_port}",
+    ) as server:
+        assert _implicit_tls_name(tls_port, first, "old.mx.test").startswith("220 ")
+        renewed = issue(tmp_path / "certs", "new.mx.test", ca=first.ca)
+        server.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + STARTUP_BOUND
+        while "TLS certificate reloaded" not in server.stderr:
+            assert time.monotonic() < deadline, server.stderr
+            time.sleep(0.05)
+        assert _implicit_tls_name(tls_port, renewed, "new.mx.test").startswith("220 ")
+        with pytest.raises(ssl.SSLCertVerificationError):
+            _implicit_tls_name(tls_port, first, "old.mx.test")
+        assert server.stop() == 0
+    assert "received SIGHUP" in server.stderr

@@ -20,6 +20,7 @@ from .delivery.backend import DeliveryBackend
 from .delivery.maildir import MaildirBackend
 from .delivery.null import DiscardBackend
 from .server.serve import Server
+from .server.tls import TlsSetupError
 
 log = logging.getLogger("trimail")
 
@@ -31,7 +32,8 @@ class _Flag:
     option: str
     path: str
     help: str
-    type: type[int] | type[float] | type[str] = str
+    #: ``bool`` makes a switch that sets the field to true.
+    type: type[int] | type[float] | type[str] | type[bool] = str
     metavar: str | None = None
     repeat: bool = False
 
@@ -44,6 +46,31 @@ SERVE_FLAGS = (
         "HOST:PORT or [IPv6]:PORT to listen on (repeatable; default 127.0.0.1:2525)",
         metavar="HOST:PORT",
         repeat=True,
+    ),
+    _Flag(
+        "--listen-tls",
+        "listen_tls",
+        "HOST:PORT for implicit TLS, e.g. 0.0.0.0:465 (repeatable; needs --tls-cert)",
+        metavar="HOST:PORT",
+        repeat=True,
+    ),
+    _Flag(
+        "--tls-cert",
+        "tls.cert",
+        "PEM certificate chain: enables STARTTLS (reloaded on SIGHUP)",
+        metavar="PEM",
+    ),
+    _Flag(
+        "--tls-key",
+        "tls.key",
+        "PEM private key (default: read from the --tls-cert file)",
+        metavar="PEM",
+    ),
+    _Flag(
+        "--require-tls",
+        "tls.require",
+        "refuse MAIL with 530 5.7.0 until the client has done STARTTLS",
+        bool,
     ),
     _Flag(
         "--hostname",
@@ -119,6 +146,13 @@ SERVE_FLAGS = (
         "S",
     ),
     _Flag(
+        "--tls-handshake-timeout",
+        "timeouts.tls_handshake",
+        "seconds for a whole TLS handshake (default 30)",
+        float,
+        "S",
+    ),
+    _Flag(
         "--shutdown-grace",
         "timeouts.shutdown_grace",
         "seconds a message in DATA may take to finish on SIGTERM/SIGINT (default 10)",
@@ -126,6 +160,9 @@ SERVE_FLAGS = (
         "S",
     ),
 )
+
+
+_FLAG_FOR_FIELD = {flag.path: flag.option for flag in SERVE_FLAGS}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -144,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--config", type=Path, metavar="FILE.toml", help="TOML config file")
     for flag in SERVE_FLAGS:
+        if flag.type is bool:
+            serve.add_argument(
+                flag.option, dest=flag.path, help=flag.help, action="store_true", default=None
+            )
+            continue
         serve.add_argument(
             flag.option,
             dest=flag.path,
@@ -171,6 +213,10 @@ def load_config(args: argparse.Namespace) -> ServerConfig:
         field_root = field.split("[")[0]
         if field_root in given:
             raise ConfigError(f"{given[field_root]}: {message}") from exc
+        flag = _FLAG_FOR_FIELD.get(field_root)
+        if flag is not None:
+            # The field was not set by a flag but may be fixed with one, e.g. tls.cert.
+            raise ConfigError(f"{field} ({flag}): {message}") from exc
         raise
 
 
@@ -186,7 +232,7 @@ def make_backend(config: ServerConfig) -> DeliveryBackend:
 
 
 async def _serve_until_signalled(server: Server) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, signals, server)
             await server.serve()
@@ -196,7 +242,10 @@ async def _serve_until_signalled(server: Server) -> None:
 async def _stop_on_signal(signals: AsyncIterator[int], server: Server) -> None:
     async for signum in signals:
         log.info("received %s", signal.Signals(signum).name)
-        server.stop()
+        if signum == signal.SIGHUP:
+            server.reload_tls()
+        else:
+            server.stop()
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -206,7 +255,11 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"trimail serve: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
     hostname = config.hostname or socket.getfqdn()
-    server = Server(config, make_backend(config), hostname=hostname)
+    try:
+        server = Server(config, make_backend(config), hostname=hostname)
+    except TlsSetupError as exc:
+        print(f"trimail serve: error: --tls-cert: {exc}", file=sys.stderr)
+        return USAGE_ERROR
     try:
         trio.run(_serve_until_signalled, server)
     except OSError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from trimail.delivery.backend import IncomingMessage
 from trimail.protocol.addresses import Mailbox
-from trimail.protocol.envelope import Envelope
+from trimail.protocol.envelope import Envelope, TlsInfo
 from trimail.protocol.esmtp_params import MailParams
 
 ALICE = Mailbox("alice", "example.org")
@@ -22,6 +22,7 @@ def make_envelope(
     sender: Mailbox | None = ALICE,
     recipients: tuple[Mailbox, ...] = (BOB,),
     smtputf8: bool = False,
+    tls: TlsInfo | None = None,
 ) -> Envelope:
     return Envelope(
         client_name=client_name,
@@ -29,6 +30,7 @@ def make_envelope(
         sender=sender,
         recipients=recipients,
         params=MailParams(smtputf8=smtputf8),
+        tls=tls,
     )
 
 

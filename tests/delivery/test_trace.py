@@ -12,18 +12,18 @@ import pytest
 
 from trimail.delivery.trace import protocol_name, trace_headers
 from trimail.protocol.addresses import Mailbox
-from trimail.protocol.envelope import Envelope
+from trimail.protocol.envelope import Envelope, TlsInfo
 
 from .messages import ALICE, BOB, CAROL, make_envelope
 
 TIMESTAMP = 1_700_000_000.0
+TLS = TlsInfo(version="TLSv1.3", cipher="TLS_AES_256_GCM_SHA384", bits=256)
 
 
 def render(
     envelope: Envelope,
     *,
     client_ip: str = "192.0.2.7",
-    tls: bool = False,
     queue_id: str = "18A2B3C4D5E6F0001",
 ) -> bytes:
     return trace_headers(
@@ -32,7 +32,6 @@ def render(
         server_hostname="mx.test",
         client_ip=client_ip,
         timestamp=TIMESTAMP,
-        tls=tls,
     )
 
 
@@ -92,9 +91,22 @@ def test_exact_layout_for_one_recipient() -> None:
 def test_with_clause_names_the_protocol(
     extended: bool, smtputf8: bool, tls: bool, expected: str
 ) -> None:
-    envelope = make_envelope(extended=extended, smtputf8=smtputf8)
-    assert protocol_name(envelope, tls=tls) == expected
-    assert f" with {expected} id " in received_of(render(envelope, tls=tls))
+    envelope = make_envelope(extended=extended, smtputf8=smtputf8, tls=TLS if tls else None)
+    assert protocol_name(envelope) == expected
+    assert f" with {expected} id " in received_of(render(envelope))
+
+
+def test_tls_session_is_described_as_postfix_does() -> None:
+    headers = render(make_envelope(tls=TLS))
+    date = email.utils.formatdate(TIMESTAMP, localtime=True)
+    assert headers == (
+        b"Return-Path: <alice@example.org>\r\n"
+        b"Received: from client.test ([192.0.2.7])\r\n"
+        b"\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))\r\n"
+        b"\tby mx.test (trimail) with ESMTPS id 18A2B3C4D5E6F0001\r\n"
+        b"\tfor <bob@example.com>; " + date.encode("ascii") + b"\r\n"
+    )
+    assert parse(headers).defects == 0
 
 
 def test_utf8_sender_and_recipient_are_stored_as_utf8() -> None:

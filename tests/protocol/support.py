@@ -17,6 +17,7 @@ from trimail.protocol.events import (
     MessageComplete,
     RcptToRequest,
     SessionEnded,
+    TlsUpgradeRequested,
 )
 from trimail.protocol.limits import ProtocolLimits
 
@@ -72,8 +73,16 @@ def pairs(data: bytes) -> list[tuple[int, str | None]]:
     return [reply.pair for reply in parse_replies(data)]
 
 
-def new_connection(limits: ProtocolLimits | None = None, *, greet: bool = True) -> ServerConnection:
-    conn = ServerConnection(hostname=HOSTNAME, limits=limits)
+def new_connection(
+    limits: ProtocolLimits | None = None,
+    *,
+    greet: bool = True,
+    tls_available: bool = False,
+    require_tls: bool = False,
+) -> ServerConnection:
+    conn = ServerConnection(
+        hostname=HOSTNAME, limits=limits, tls_available=tls_available, require_tls=require_tls
+    )
     if greet:
         conn.greet()
     return conn
@@ -119,7 +128,8 @@ class Driver:
                     self.conn.accept()
                 case MessageComplete():
                     self.conn.accept_message(self.queue_id)
-                case SessionEnded():
+                case SessionEnded() | TlsUpgradeRequested():
+                    # The handshake is the shell's job; a test calls tls_started() itself.
                     break
                 case _:
                     pass
@@ -135,8 +145,16 @@ class Driver:
         return pairs(self.take_output())
 
 
-def driver(limits: ProtocolLimits | None = None, *, greet: bool = True) -> Driver:
-    drv = Driver(new_connection(limits, greet=greet))
+def driver(
+    limits: ProtocolLimits | None = None,
+    *,
+    greet: bool = True,
+    tls_available: bool = False,
+    require_tls: bool = False,
+) -> Driver:
+    drv = Driver(
+        new_connection(limits, greet=greet, tls_available=tls_available, require_tls=require_tls)
+    )
     drv.output += drv.conn.data_to_send()
     return drv
 

@@ -114,7 +114,6 @@ def test_valid_command(line: bytes, command: Command) -> None:
         b" ",
         b"FOO",
         b"MAILFROM:<a@example.org>",
-        b"STARTTLS",
         b"AUTH PLAIN AGFAYg==",
         b"BDAT 10 LAST",
         b"TURN",

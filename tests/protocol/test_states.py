@@ -6,7 +6,7 @@ import pytest
 
 from trimail.protocol import replies
 from trimail.protocol.addresses import Mailbox
-from trimail.protocol.commands import Data, Ehlo, Helo, Mail, Rcpt
+from trimail.protocol.commands import Data, Ehlo, Helo, Mail, Rcpt, StartTls
 from trimail.protocol.connection import ServerConnection
 from trimail.protocol.events import (
     NEED_DATA,
@@ -16,6 +16,7 @@ from trimail.protocol.events import (
     MessageStarted,
     RcptToRequest,
     SessionEnded,
+    TlsUpgradeRequested,
 )
 from trimail.protocol.replies import Reply
 from trimail.protocol.states import (
@@ -29,7 +30,7 @@ from trimail.protocol.states import (
 
 from .support import Driver, driver, events_of
 
-COMMANDS: list[SequencedCommand] = [Helo, Ehlo, Mail, Rcpt, Data]
+COMMANDS: list[SequencedCommand] = [Helo, Ehlo, Mail, Rcpt, Data, StartTls]
 COMMAND_STATES = [State.CONNECTED, State.READY, State.MAIL, State.RCPT]
 
 #: The whole table, written out independently of states.py.
@@ -54,6 +55,10 @@ EXPECTED: dict[tuple[State, SequencedCommand], State | Reply] = {
     (State.RCPT, Mail): replies.NESTED_MAIL,
     (State.RCPT, Rcpt): State.RCPT,
     (State.RCPT, Data): State.DATA,
+    (State.CONNECTED, StartTls): State.TLS_HANDSHAKE,
+    (State.READY, StartTls): State.TLS_HANDSHAKE,
+    (State.MAIL, StartTls): replies.TLS_IN_TRANSACTION,
+    (State.RCPT, StartTls): replies.TLS_IN_TRANSACTION,
 }
 
 LINES: dict[SequencedCommand, bytes] = {
@@ -62,6 +67,7 @@ LINES: dict[SequencedCommand, bytes] = {
     Mail: b"MAIL FROM:<s@example.org>\r\n",
     Rcpt: b"RCPT TO:<r2@example.org>\r\n",
     Data: b"DATA\r\n",
+    StartTls: b"STARTTLS\r\n",
 }
 
 
@@ -117,7 +123,7 @@ def test_after_reset(state: State, expected: State) -> None:
 
 
 def in_state(state: State) -> Driver:
-    drv = driver()
+    drv = driver(tls_available=True)
     setup = {
         State.CONNECTED: b"",
         State.READY: b"EHLO client.example\r\n",
@@ -156,6 +162,9 @@ def test_transition_through_the_connection(state: State, command: SequencedComma
     elif command is Rcpt:
         assert out == [(250, "2.1.5")]
         assert len(events_of(new_events, RcptToRequest)) == 1
+    elif command is StartTls:
+        assert out == [(220, "2.0.0")]
+        assert new_events == [TlsUpgradeRequested(discarded=0)]
     else:
         assert out == [(354, None)]
         assert len(events_of(new_events, MessageStarted)) == 1

@@ -12,12 +12,18 @@ from trimail.config.model import ListenAddress, ServerConfig, Timeouts
 from trimail.delivery.backend import DeliveryBackend
 from trimail.server.serve import Server
 
+LOOPBACK = ListenAddress("127.0.0.1", 0)
+
 
 @asynccontextmanager
 async def running_server(
-    backend: DeliveryBackend, *, timeouts: Timeouts | None = None
+    backend: DeliveryBackend,
+    *,
+    timeouts: Timeouts | None = None,
+    config: ServerConfig | None = None,
 ) -> AsyncIterator[tuple[Server, ListenAddress]]:
-    config = ServerConfig(listen=(ListenAddress("127.0.0.1", 0),))
+    """Yields the server and its first plain listener; ``config`` may add TLS listeners."""
+    config = attrs.evolve(config or ServerConfig(), listen=(LOOPBACK,))
     if timeouts is not None:
         config = attrs.evolve(config, timeouts=timeouts)
     server = Server(config, backend, hostname="mx.test")

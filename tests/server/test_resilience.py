@@ -34,7 +34,7 @@ async def test_accept_loop_backs_off_on_emfile_and_keeps_serving(
     port = listener.socket.getsockname()[1]
     with trio.fail_after(BOUND):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(server._accept_loop, listener, nursery)
+            nursery.start_soon(server._accept_loop, listener, nursery, False)
             client = WireClient(await trio.open_tcp_stream("127.0.0.1", port))
             assert (await client.reply()).code == 220
             assert failures == []

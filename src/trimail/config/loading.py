@@ -35,6 +35,7 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook(float, lambda value, _: _number(value))
     converter.register_structure_hook(int, lambda value, _: _integer(value))
     converter.register_structure_hook(str, lambda value, _: _string(value))
+    converter.register_structure_hook(bool, lambda value, _: _boolean(value))
     converter.register_structure_hook(DeliveryKind, lambda value, _: _choice(DeliveryKind, value))
     converter.register_structure_hook(LineEndings, lambda value, _: _choice(LineEndings, value))
     converter.register_structure_hook_func(
@@ -94,6 +95,13 @@ def _number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"expected a number, got {value!r}")
     return float(value)
+
+
+def _boolean(value: object) -> bool:
+    # cattrs alone would take bool("false") for True.
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
 
 
 def _string(value: object) -> str:

@@ -71,20 +71,43 @@ class Timeouts:
     data_total: float = attrs.field(default=600.0, validator=v.gt(0))
     #: On SIGTERM/SIGINT, how long a transaction in DATA may take to finish.
     shutdown_grace: float = attrs.field(default=10.0, validator=v.ge(0))
+    #: A whole TLS handshake (after STARTTLS, or before the greeting on implicit TLS).
+    tls_handshake: float = attrs.field(default=30.0, validator=v.gt(0))
 
 
-def _listen_not_empty(_instance: object, _attribute: object, value: tuple[object, ...]) -> None:
-    if not value:
-        raise ValueError("'listen' needs at least one HOST:PORT address")
+@attrs.frozen(kw_only=True)
+class TlsConfig:
+    """Certificate and policy for STARTTLS (RFC 3207) and implicit TLS (RFC 8314)."""
+
+    #: PEM certificate chain; without it STARTTLS is not offered (454 4.7.0 if asked).
+    cert: Path | None = None
+    #: PEM private key; None means the key is in the ``cert`` file.
+    key: Path | None = None
+    #: Refuse MAIL (530 5.7.0) until the session is encrypted: for submission servers.
+    require: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if self.cert is None and self.key is not None:
+            raise ValueError("'cert' is needed when a key is given; add the certificate file")
+        if self.cert is None and self.require:
+            raise ValueError("'cert' is needed to require TLS; add a certificate and key")
 
 
 @attrs.frozen(kw_only=True)
 class ServerConfig:
-    listen: tuple[ListenAddress, ...] = attrs.field(
-        default=(ListenAddress("127.0.0.1", 2525),), validator=_listen_not_empty
-    )
+    #: Plain listeners (STARTTLS offered when a certificate is configured).
+    listen: tuple[ListenAddress, ...] = (ListenAddress("127.0.0.1", 2525),)
+    #: Implicit TLS listeners (RFC 8314, port 465): the handshake comes before the greeting.
+    listen_tls: tuple[ListenAddress, ...] = ()
     #: The name in the greeting and Received headers; None means the machine's FQDN.
     hostname: str | None = None
     delivery: DeliveryConfig = attrs.Factory(DeliveryConfig)
     limits: ProtocolLimits = attrs.Factory(ProtocolLimits)
     timeouts: Timeouts = attrs.Factory(Timeouts)
+    tls: TlsConfig = attrs.Factory(TlsConfig)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.listen and not self.listen_tls:
+            raise ValueError("'listen' needs at least one HOST:PORT address")
+        if self.listen_tls and self.tls.cert is None:
+            raise ValueError("'listen_tls' needs a certificate; set tls.cert (--tls-cert)")

@@ -20,7 +20,7 @@ def _address_literal(ip: str) -> str:
     return f"[IPv6:{address}]" if address.version == 6 else f"[{address}]"
 
 
-def protocol_name(envelope: Envelope, *, tls: bool) -> str:
+def protocol_name(envelope: Envelope) -> str:
     """The ``with`` keyword from the IANA mail transmission types (RFC 3848, RFC 6531)."""
     if envelope.smtputf8:
         name = "UTF8SMTP"
@@ -28,7 +28,7 @@ def protocol_name(envelope: Envelope, *, tls: bool) -> str:
         name = "ESMTP"
     else:
         name = "SMTP"
-    return name + ("S" if tls else "")
+    return name + ("S" if envelope.tls is not None else "")
 
 
 def trace_headers(
@@ -38,13 +38,16 @@ def trace_headers(
     server_hostname: str,
     client_ip: str,
     timestamp: float,
-    tls: bool = False,
 ) -> bytes:
     client_name = _UNSAFE_IN_NAME.sub("_", envelope.client_name)
-    clauses = [
-        f"from {client_name} ({_address_literal(client_ip)})",
-        f"by {server_hostname} (trimail) with {protocol_name(envelope, tls=tls)} id {queue_id}",
-    ]
+    clauses = [f"from {client_name} ({_address_literal(client_ip)})"]
+    if envelope.tls is not None:
+        # Postfix's wording, which log and header parsers already understand.
+        tls = envelope.tls
+        clauses.append(
+            f"(using {tls.version} with cipher {tls.cipher} ({tls.bits}/{tls.bits} bits))"
+        )
+    clauses.append(f"by {server_hostname} (trimail) with {protocol_name(envelope)} id {queue_id}")
     if len(envelope.recipients) == 1:
         # Naming the recipient only when there is one avoids disclosing Bcc recipients.
         clauses.append(f"for <{envelope.recipients[0]}>")

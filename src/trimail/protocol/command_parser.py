@@ -22,6 +22,7 @@ from .commands import (
     Quit,
     Rcpt,
     Rset,
+    StartTls,
     Vrfy,
 )
 from .esmtp_params import ParameterError, parse_mail_params, parse_rcpt_params
@@ -128,6 +129,8 @@ def parse_command(line: bytes, *, smtputf8: bool) -> Command:
             return _parse_rcpt(argument, smtputf8)
         case "DATA":
             return _no_argument(argument, Data(), "DATA")
+        case "STARTTLS":
+            return _no_argument(argument, StartTls(), "STARTTLS")
         case "RSET":
             return _no_argument(argument, Rset(), "RSET")
         case "QUIT":

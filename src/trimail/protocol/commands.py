@@ -36,6 +36,11 @@ class Data:
 
 
 @attrs.frozen
+class StartTls:
+    """RFC 3207: the client asks to turn this connection into a TLS one."""
+
+
+@attrs.frozen
 class Rset:
     pass
 
@@ -65,4 +70,4 @@ class Help:
     argument: str
 
 
-Command = Helo | Ehlo | Mail | Rcpt | Data | Rset | Noop | Quit | Vrfy | Expn | Help
+Command = Helo | Ehlo | Mail | Rcpt | Data | StartTls | Rset | Noop | Quit | Vrfy | Expn | Help

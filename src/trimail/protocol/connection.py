@@ -17,8 +17,22 @@ from . import replies
 from .addresses import Mailbox
 from .body import BodyDecoder, BodyError
 from .command_parser import CommandError, parse_command
-from .commands import Command, Data, Ehlo, Expn, Helo, Help, Mail, Noop, Quit, Rcpt, Rset, Vrfy
-from .envelope import Envelope
+from .commands import (
+    Command,
+    Data,
+    Ehlo,
+    Expn,
+    Helo,
+    Help,
+    Mail,
+    Noop,
+    Quit,
+    Rcpt,
+    Rset,
+    StartTls,
+    Vrfy,
+)
+from .envelope import Envelope, TlsInfo
 from .esmtp_params import MailParams
 from .events import (
     NEED_DATA,
@@ -32,6 +46,7 @@ from .events import (
     NeedData,
     RcptToRequest,
     SessionEnded,
+    TlsUpgradeRequested,
 )
 from .limits import ProtocolLimits
 from .receive_buffer import LineStatus, ReceiveBuffer
@@ -54,9 +69,23 @@ Pending = MailFromRequest | RcptToRequest | MessageComplete
 
 
 class ServerConnection:
-    def __init__(self, *, hostname: str, limits: ProtocolLimits | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        hostname: str,
+        limits: ProtocolLimits | None = None,
+        tls_available: bool = False,
+        tls: TlsInfo | None = None,
+        require_tls: bool = False,
+    ) -> None:
+        """``tls_available``: the shell can run a handshake, so STARTTLS is offered.
+        ``tls``: the connection is already encrypted (implicit TLS, RFC 8314).
+        ``require_tls``: MAIL is refused (530 5.7.0) until the connection is encrypted."""
         self.hostname = hostname
         self.limits = limits or ProtocolLimits()
+        self.tls_available = tls_available
+        self.tls = tls
+        self.require_tls = require_tls
         self.state = State.CONNECTED
         self.client_name: str | None = None
         self.extended = False
@@ -77,9 +106,11 @@ class ServerConnection:
     @property
     def extensions(self) -> tuple[str, ...]:
         """The EHLO keywords, in the order Postfix lists them."""
+        starttls = ("STARTTLS",) if self.tls_available and self.tls is None else ()
         return (
             "PIPELINING",
             f"SIZE {self.limits.max_message_size}",
+            *starttls,
             "ENHANCEDSTATUSCODES",
             "8BITMIME",
             "SMTPUTF8",
@@ -88,7 +119,11 @@ class ServerConnection:
     @property
     def awaiting_command(self) -> bool:
         """True between transactions' commands: no DATA in flight and no decision pending."""
-        return self.state is not State.DATA and self._pending is None and not self._events
+        return (
+            self.state not in (State.DATA, State.TLS_HANDSHAKE)
+            and self._pending is None
+            and not self._events
+        )
 
     def greet(self) -> None:
         self._queue(replies.greeting(self.hostname))
@@ -96,6 +131,8 @@ class ServerConnection:
     def receive_data(self, data: bytes) -> None:
         if self.state is State.CLOSED:
             return
+        if self.state is State.TLS_HANDSHAKE:
+            raise LocalProtocolError("bytes after STARTTLS belong to the TLS layer")
         if not data:
             self._eof = True
         elif self._decoder is not None:
@@ -106,6 +143,8 @@ class ServerConnection:
     def next_event(self) -> Event | NeedData:
         if self._pending is not None:
             raise LocalProtocolError(f"answer {type(self._pending).__name__} first")
+        if self.state is State.TLS_HANDSHAKE and not self._events:
+            raise LocalProtocolError("call tls_started() once the TLS handshake is done")
         while not self._events:
             if self.state is State.CLOSED:
                 assert self._end_reason is not None
@@ -155,6 +194,17 @@ class ServerConnection:
             self._finish_transaction(reply)
         else:
             self._queue(reply)
+
+    def tls_started(self, info: TlsInfo) -> None:
+        """The handshake after STARTTLS succeeded: start over as if just connected (RFC 3207
+        §4.2: forget the EHLO; the client must greet again, now without STARTTLS offered)."""
+        if self.state is not State.TLS_HANDSHAKE:
+            raise LocalProtocolError("tls_started() without an accepted STARTTLS")
+        self.tls = info
+        self.state = State.CONNECTED
+        self.client_name = None
+        self.extended = False
+        self._transaction = None
 
     def end_session(self, reply: Reply) -> None:
         """Say ``reply`` (a 421 for timeouts and shutdown) and stop reading."""
@@ -212,6 +262,9 @@ class ServerConnection:
             case Mail(sender=sender, params=params):
                 if not self._sequenced(command):
                     return
+                if self.require_tls and self.tls is None:
+                    self._error(replies.TLS_REQUIRED)
+                    return
                 if params.size is not None and params.size > self.limits.max_message_size:
                     self._queue(replies.MESSAGE_TOO_BIG)
                     return
@@ -227,6 +280,8 @@ class ServerConnection:
             case Data():
                 if self._sequenced(command):
                     self._start_data()
+            case StartTls():
+                self._start_tls(command)
             case Rset():
                 self._transaction = None
                 self.state = after_reset(self.state)
@@ -243,7 +298,20 @@ class ServerConnection:
                 self._queue(replies.BYE)
                 self._end(EndReason.QUIT)
 
-    def _sequenced(self, command: Helo | Ehlo | Mail | Rcpt | Data) -> bool:
+    def _start_tls(self, command: StartTls) -> None:
+        if self.tls is not None:
+            self._error(replies.TLS_ALREADY_ACTIVE)
+        elif not self.tls_available:
+            self._queue(replies.TLS_NOT_AVAILABLE)
+        elif self._sequenced(command):
+            # Whatever the client sent after STARTTLS was sent in plaintext and must never be
+            # read as a command of the encrypted session (CVE-2011-0411, CVE-2024-34083).
+            discarded = len(self._buffer.take_all())
+            self.state = State.TLS_HANDSHAKE
+            self._queue(replies.READY_FOR_TLS)
+            self._events.append(TlsUpgradeRequested(discarded))
+
+    def _sequenced(self, command: Helo | Ehlo | Mail | Rcpt | Data | StartTls) -> bool:
         """True when ``command`` is legal now; otherwise the 503/554 is already queued."""
         try:
             next_state(self.state, type(command))
@@ -263,6 +331,7 @@ class ServerConnection:
             sender=transaction.sender,
             recipients=tuple(transaction.recipients),
             params=transaction.params,
+            tls=self.tls,
         )
         self.state = State.DATA
         self._decoder = BodyDecoder(self.limits.max_message_size)

@@ -9,6 +9,18 @@ from .esmtp_params import BodyType, MailParams
 
 
 @attrs.frozen(kw_only=True)
+class TlsInfo:
+    """The TLS session a message arrived over, as the I/O layer reported it."""
+
+    #: e.g. "TLSv1.3"
+    version: str
+    #: e.g. "TLS_AES_256_GCM_SHA384"
+    cipher: str
+    #: secret bits of the cipher, e.g. 256
+    bits: int
+
+
+@attrs.frozen(kw_only=True)
 class Envelope:
     #: The name the client gave in HELO/EHLO (unverified, for trace headers only).
     client_name: str
@@ -18,6 +30,8 @@ class Envelope:
     sender: Mailbox | None
     recipients: tuple[Mailbox, ...]
     params: MailParams
+    #: The TLS session (STARTTLS or implicit TLS), or ``None`` for a plain connection.
+    tls: TlsInfo | None = None
 
     @property
     def smtputf8(self) -> bool:

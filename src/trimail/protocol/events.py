@@ -57,6 +57,15 @@ class MessageRejected:
     reply: Reply
 
 
+@attrs.frozen
+class TlsUpgradeRequested:
+    """STARTTLS was accepted and its 220 queued: flush, run the TLS handshake, then call
+    ``tls_started``. Bytes the client pipelined after STARTTLS were dropped (RFC 3207 §5,
+    CVE-2011-0411); ``discarded`` says how many, for the log."""
+
+    discarded: int
+
+
 class EndReason(enum.Enum):
     QUIT = "quit"
     CLIENT_CLOSED = "client closed"
@@ -87,5 +96,6 @@ Event = (
     | MessageData
     | MessageComplete
     | MessageRejected
+    | TlsUpgradeRequested
     | SessionEnded
 )

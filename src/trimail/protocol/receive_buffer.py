@@ -73,8 +73,10 @@ class ReceiveBuffer:
         return Line(LineStatus.OK, line[:-1], length)
 
     def take_all(self) -> bytes:
-        """Hand the unparsed rest to the DATA decoder (bytes pipelined after DATA)."""
+        """Everything not yet parsed: bytes pipelined after DATA go to the body decoder, bytes
+        pipelined after STARTTLS are dropped."""
         rest = bytes(self._data)
         self._data.clear()
         self._searched = 0
+        self.discarded = 0
         return rest

@@ -55,6 +55,7 @@ RECIPIENT_OK = _r(250, "2.1.5", "OK")
 START_MAIL_INPUT = _r(354, None, "End data with <CR><LF>.<CR><LF>")
 BYE = _r(221, "2.0.0", "Bye")
 CANNOT_VRFY = _r(252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery")
+READY_FOR_TLS = _r(220, "2.0.0", "Ready to start TLS")
 HELP = _r(
     214,
     "2.0.0",
@@ -89,6 +90,8 @@ NEED_HELO = _r(503, "5.5.1", "Error: send HELO/EHLO first")
 NESTED_MAIL = _r(503, "5.5.1", "Error: nested MAIL command")
 NEED_MAIL = _r(503, "5.5.1", "Error: need MAIL command")
 NEED_RCPT = _r(503, "5.5.1", "Error: need RCPT command")
+TLS_ALREADY_ACTIVE = _r(503, "5.5.1", "Error: TLS already active")
+TLS_IN_TRANSACTION = _r(503, "5.5.1", "Error: MAIL transaction in progress")
 NO_VALID_RECIPIENTS = _r(554, "5.5.1", "Error: no valid recipients")
 UNKNOWN_PARAMETER = _r(555, "5.5.4", "Error: unsupported MAIL/RCPT parameter")
 NON_ASCII_ADDRESS = _r(553, "5.6.7", "Error: non-ASCII address requires SMTPUTF8")
@@ -114,6 +117,10 @@ def bad_recipient_address(reason: str) -> Reply:
 def bad_parameter(reason: str) -> Reply:
     return _r(501, "5.5.4", f"Error: {reason}")
 
+
+# -- TLS policy (RFC 3207 §4) -----------------------------------------------------------------
+TLS_NOT_AVAILABLE = _r(454, "4.7.0", "TLS not available")
+TLS_REQUIRED = _r(530, "5.7.0", "Must issue a STARTTLS command first")
 
 # -- the session ends -----------------------------------------------------------------------
 TOO_MANY_ERRORS = _r(421, "4.7.0", "Error: too many errors, closing connection")

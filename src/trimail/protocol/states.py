@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 
 from . import replies
-from .commands import Data, Ehlo, Helo, Mail, Rcpt
+from .commands import Data, Ehlo, Helo, Mail, Rcpt, StartTls
 from .replies import Reply
 
 
@@ -27,11 +27,13 @@ class State(enum.Enum):
     RCPT = "rcpt"
     #: 354 sent; bytes are message content until <CRLF>.<CRLF>.
     DATA = "data"
+    #: 220 to STARTTLS sent; the shell owns the connection until its TLS handshake is done.
+    TLS_HANDSHAKE = "tls-handshake"
     #: QUIT answered or the session was ended; nothing more is read.
     CLOSED = "closed"
 
 
-SequencedCommand = type[Helo] | type[Ehlo] | type[Mail] | type[Rcpt] | type[Data]
+SequencedCommand = type[Helo] | type[Ehlo] | type[Mail] | type[Rcpt] | type[Data] | type[StartTls]
 
 _GREETING_DONE = (State.READY, State.MAIL, State.RCPT)
 
@@ -43,6 +45,9 @@ TRANSITIONS: dict[tuple[State, SequencedCommand], State] = {
     (State.MAIL, Rcpt): State.RCPT,
     (State.RCPT, Rcpt): State.RCPT,
     (State.RCPT, Data): State.DATA,
+    # RFC 3207 §4.2: after the handshake the session starts over, as if just connected.
+    (State.CONNECTED, StartTls): State.TLS_HANDSHAKE,
+    (State.READY, StartTls): State.TLS_HANDSHAKE,
 }
 
 #: The reply for each out-of-sequence (state, command) pair; the default is NEED_HELO.
@@ -53,6 +58,8 @@ _OUT_OF_SEQUENCE: dict[tuple[State, SequencedCommand], Reply] = {
     (State.READY, Data): replies.NEED_MAIL,
     # RFC 2920 §3.1: with pipelining, DATA after only failed RCPTs gets 554, not 503.
     (State.MAIL, Data): replies.NO_VALID_RECIPIENTS,
+    (State.MAIL, StartTls): replies.TLS_IN_TRANSACTION,
+    (State.RCPT, StartTls): replies.TLS_IN_TRANSACTION,
 }
 
 

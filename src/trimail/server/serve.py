@@ -16,6 +16,7 @@ from ..config.model import ListenAddress, ServerConfig
 from ..delivery.backend import DeliveryBackend
 from .listeners import bound_address, open_listeners
 from .session import Peer, Session, SessionContext
+from .tls import Certificates
 
 log = logging.getLogger("trimail")
 
@@ -26,17 +27,29 @@ ACCEPT_BACKOFF = 0.1
 
 class Server:
     def __init__(self, config: ServerConfig, backend: DeliveryBackend, *, hostname: str) -> None:
+        """Raises TlsSetupError when the configured certificate or key cannot be loaded."""
         self.config = config
         self.backend = backend
+        #: Bound plain listeners, then bound implicit-TLS listeners (port 0 resolved).
         self.addresses: list[ListenAddress] = []
+        self.tls_addresses: list[ListenAddress] = []
+        tls = config.tls
+        self.certificates = Certificates(tls.cert, tls.key) if tls.cert is not None else None
         self._context = SessionContext(
             hostname=hostname,
             limits=config.limits,
             timeouts=config.timeouts,
             backend=backend,
+            certificates=self.certificates,
+            require_tls=tls.require,
         )
         self._sessions: set[Session] = set()
         self._stop_requested = trio.Event()
+
+    def reload_tls(self) -> bool:
+        """Re-read the certificate and key (SIGHUP); new sessions use them, open ones keep
+        theirs. False (and the old certificate kept) when the new files are unusable."""
+        return self.certificates.reload() if self.certificates is not None else False
 
     def stop(self) -> None:
         """Begin a graceful shutdown; ``serve`` returns when it is done."""
@@ -50,16 +63,28 @@ class Server:
         self, *, task_status: trio.TaskStatus[list[ListenAddress]] = trio.TASK_STATUS_IGNORED
     ) -> None:
         await self.backend.prepare()
-        listeners = await open_listeners(self.config.listen)
+        plain = await open_listeners(self.config.listen)
         try:
-            self.addresses = [bound_address(listener) for listener in listeners]
+            implicit = await open_listeners(self.config.listen_tls)
+        except BaseException:
+            for listener in plain:
+                await listener.aclose()
+            raise
+        listeners = plain + implicit
+        try:
+            self.addresses = [bound_address(listener) for listener in plain]
+            self.tls_addresses = [bound_address(listener) for listener in implicit]
             for address in self.addresses:
                 log.info("listening on %s", address)
+            for address in self.tls_addresses:
+                log.info("listening on %s (implicit TLS)", address)
             async with trio.open_nursery() as sessions:
                 async with trio.open_nursery() as acceptors:
-                    for listener in listeners:
-                        acceptors.start_soon(self._accept_loop, listener, sessions)
-                    task_status.started(self.addresses)
+                    for listener in plain:
+                        acceptors.start_soon(self._accept_loop, listener, sessions, False)
+                    for listener in implicit:
+                        acceptors.start_soon(self._accept_loop, listener, sessions, True)
+                    task_status.started(self.addresses + self.tls_addresses)
                     await self._stop_requested.wait()
                     acceptors.cancel_scope.cancel()
                 for listener in listeners:
@@ -75,7 +100,9 @@ class Server:
                     await listener.aclose()
         log.info("stopped")
 
-    async def _accept_loop(self, listener: trio.SocketListener, sessions: trio.Nursery) -> None:
+    async def _accept_loop(
+        self, listener: trio.SocketListener, sessions: trio.Nursery, implicit_tls: bool
+    ) -> None:
         while True:
             try:
                 stream = await listener.accept()
@@ -85,15 +112,17 @@ class Server:
                 log.error("accept failed (%s); retrying in %.1fs", exc, ACCEPT_BACKOFF)
                 await trio.sleep(ACCEPT_BACKOFF)
                 continue
-            sessions.start_soon(self._run_session, stream)
+            sessions.start_soon(self._run_session, stream, implicit_tls)
 
-    async def _run_session(self, stream: trio.SocketStream) -> None:
+    async def _run_session(self, stream: trio.SocketStream, implicit_tls: bool) -> None:
         try:
             host, port = stream.socket.getpeername()[:2]
         except OSError:  # the client is already gone
             await trio.aclose_forcefully(stream)
             return
-        session = Session(stream, Peer(str(host), int(port)), self._context)
+        session = Session(
+            stream, Peer(str(host), int(port)), self._context, implicit_tls=implicit_tls
+        )
         if self.stopping:
             session.request_stop()
         self._sessions.add(session)

@@ -21,6 +21,7 @@ from ..delivery.backend import DeliveryBackend, DeliveryError, IncomingMessage, 
 from ..delivery.trace import trace_headers
 from ..protocol import replies
 from ..protocol.connection import ServerConnection
+from ..protocol.envelope import TlsInfo
 from ..protocol.events import (
     EndReason,
     MailFromRequest,
@@ -31,11 +32,13 @@ from ..protocol.events import (
     NeedData,
     RcptToRequest,
     SessionEnded,
+    TlsUpgradeRequested,
 )
 from ..protocol.limits import ProtocolLimits
 from ..protocol.replies import Reply
 from .queue_id import new_queue_id
 from .timeouts import DataClock
+from .tls import Certificates, HandshakeFailed, describe, handshake
 
 log = logging.getLogger("trimail")
 
@@ -53,6 +56,10 @@ class SessionContext:
     limits: ProtocolLimits
     timeouts: Timeouts
     backend: DeliveryBackend
+    #: None: no certificate, so STARTTLS is not offered and implicit TLS is impossible.
+    certificates: Certificates | None = None
+    #: Refuse MAIL until the session is encrypted (530 5.7.0).
+    require_tls: bool = False
 
 
 @attrs.frozen
@@ -65,11 +72,23 @@ class Peer:
 
 
 class Session:
-    def __init__(self, stream: trio.abc.Stream, peer: Peer, context: SessionContext) -> None:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        peer: Peer,
+        context: SessionContext,
+        *,
+        implicit_tls: bool = False,
+    ) -> None:
+        """``implicit_tls``: the client starts a TLS handshake at once (RFC 8314, port 465)."""
+        if implicit_tls and context.certificates is None:
+            raise ValueError("implicit TLS needs certificates in the session context")
         self._stream = stream
         self._peer = peer
         self._context = context
-        self._conn = ServerConnection(hostname=context.hostname, limits=context.limits)
+        self._implicit_tls = implicit_tls
+        self._handshaking = False
+        self._conn = self._new_connection()
         self._command_deadline = math.inf
         self._data_clock: DataClock | None = None
         self._spool: MessageSpool | None = None
@@ -87,10 +106,26 @@ class Session:
         if self._idle_scope is not None:
             self._idle_scope.cancel()
 
+    def _new_connection(self, tls: TlsInfo | None = None) -> ServerConnection:
+        context = self._context
+        return ServerConnection(
+            hostname=context.hostname,
+            limits=context.limits,
+            tls_available=context.certificates is not None,
+            tls=tls,
+            require_tls=context.require_tls,
+        )
+
     async def run(self) -> None:
         started = time.monotonic()
         try:
+            if self._implicit_tls:
+                await self._upgrade()
+                self._conn = self._new_connection(describe(self._encrypted()))
             await self._converse()
+        except HandshakeFailed as exc:
+            # Nothing can be said: the client is mid-handshake, not reading SMTP replies.
+            self.end_reason = str(exc)
         except trio.TooSlowError:
             await self._farewell(replies.TIMEOUT, "timeout")
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -140,6 +175,16 @@ class Session:
                     conn.receive_data(data)
                 case MailFromRequest() | RcptToRequest():
                     conn.accept()
+                case TlsUpgradeRequested(discarded=discarded):
+                    await self._flush()
+                    if discarded:
+                        log.warning(
+                            "session %s: dropped %d bytes pipelined after STARTTLS",
+                            self._peer,
+                            discarded,
+                        )
+                    await self._upgrade()
+                    conn.tls_started(describe(self._encrypted()))
                 case MessageStarted(envelope=envelope):
                     self._start_message(
                         IncomingMessage(
@@ -169,6 +214,24 @@ class Session:
                     if reason is not EndReason.ENDED_BY_SERVER or self.end_reason == "unknown":
                         self.end_reason = reason.value
                     return
+
+    # -- TLS ----------------------------------------------------------------------------------
+
+    async def _upgrade(self) -> None:
+        certificates = self._context.certificates
+        assert certificates is not None  # the core offers STARTTLS only with certificates
+        self._handshaking = True
+        # The context is read now, so a certificate reloaded on SIGHUP is used from here on.
+        self._stream = await handshake(
+            self._stream, certificates.context, self._context.timeouts.tls_handshake
+        )
+        self._handshaking = False
+        info = describe(self._encrypted())
+        log.info("session %s: %s with cipher %s", self._peer, info.version, info.cipher)
+
+    def _encrypted(self) -> trio.SSLStream[trio.abc.Stream]:
+        assert isinstance(self._stream, trio.SSLStream)
+        return self._stream
 
     # -- reading and writing ------------------------------------------------------------------
 
@@ -209,6 +272,8 @@ class Session:
     async def _farewell(self, reply: Reply, reason: str) -> None:
         self.end_reason = reason
         await self._abort_spool()
+        if self._handshaking:
+            return  # an SMTP reply in the middle of a TLS handshake would be garbage
         self._conn.end_session(reply)
         with trio.move_on_after(FAREWELL_TIMEOUT):
             with contextlib.suppress(
