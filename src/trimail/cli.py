@@ -213,10 +213,10 @@ def load_config(args: argparse.Namespace) -> ServerConfig:
         field_root = field.split("[")[0]
         if field_root in given:
             raise ConfigError(f"{given[field_root]}: {message}") from exc
-        flag = _FLAG_FOR_FIELD.get(field_root)
-        if flag is not None:
+        option = _FLAG_FOR_FIELD.get(field_root)
+        if option is not None:
             # The field was not set by a flag but may be fixed with one, e.g. tls.cert.
-            raise ConfigError(f"{field} ({flag}): {message}") from exc
+            raise ConfigError(f"{field} ({option}): {message}") from exc
         raise
 
 
