@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve_process import serve_process
+from tests.serve_process import free_port, serve_process
+from tests.tls_certs import issue
 
 SWAKS = shutil.which("swaks")
 if SWAKS is None and os.environ.get("CI") != "true":
@@ -74,3 +75,29 @@ def test_swaks_message_arrives_intact(tmp_path: Path, extra: tuple[str, ...]) ->
     # its transcript shows that line, and we keep what was sent byte for byte.
     assert message == MESSAGE.replace("\n", "\r\n").encode() + b"\r\n"
     assert "accepted" in server.stderr
+
+
+@pytest.mark.parametrize("mode", ["starttls", "implicit"])
+def test_swaks_over_tls_verifies_the_certificate_and_arrives_as_esmtps(
+    tmp_path: Path, mode: str
+) -> None:
+    certs = issue(tmp_path / "certs")
+    data_file = tmp_path / "message.eml"
+    data_file.write_text(MESSAGE)
+    tls_port = free_port()
+    tls_args = ("--tls-cert", str(certs.cert), "--tls-key", str(certs.key))
+    with serve_process(tmp_path, *tls_args, "--listen-tls", f"127.0.0.1:{tls_port}") as server:
+        verify = ("--tls-verify", "--tls-ca-path", str(certs.ca_file))
+        if mode == "starttls":
+            transcript = _swaks(server.port, data_file, "--tls", *verify)
+            assert "STARTTLS" in transcript
+        else:
+            transcript = _swaks(tls_port, data_file, "--tlsc", *verify)
+        assert server.stop() == 0
+    assert "TLS started with cipher TLSv1.3:" in transcript
+    assert "250 2.0.0 OK: queued as" in transcript
+    [stored] = list((server.maildir / "new").iterdir())
+    content = stored.read_bytes()
+    assert b"\r\n\t(using TLSv1.3 with cipher " in content
+    assert b" with ESMTPS id " in content
+    assert content.endswith(MESSAGE.replace("\n", "\r\n").encode() + b"\r\n")

@@ -1,4 +1,4 @@
-"""TLS handshake deadlines under an autojumping MockClock, over in-memory streams."""
+"""TLS sessions over in-memory streams: handshake deadlines under an autojumping MockClock."""
 
 from __future__ import annotations
 
@@ -89,4 +89,6 @@ async def test_implicit_tls_session_greets_after_the_handshake(
         ehlo = await secure.command("EHLO client.test")
         assert "STARTTLS" not in ehlo.lines
         assert (await secure.command("QUIT")).code == 221
+        # A clean end: close_notify, not a bare TCP close (which raises BrokenResourceError).
+        assert await tls.receive_some(100) == b""
     assert session.end_reason == "quit"

@@ -142,7 +142,7 @@ class Session:
         finally:
             with trio.CancelScope(shield=True):
                 await self._abort_spool()
-            await trio.aclose_forcefully(self._stream)
+            await self._close()
             log.info(
                 "session %s helo=%s messages=%d ended: %s after %.1fs",
                 self._peer,
@@ -228,6 +228,17 @@ class Session:
         self._handshaking = False
         info = describe(self._encrypted())
         log.info("session %s: %s with cipher %s", self._peer, info.version, info.cipher)
+
+    async def _close(self) -> None:
+        """Close the stream; a TLS session first says close_notify, so the client can tell a
+        clean end from a truncation attack."""
+        try:
+            if isinstance(self._stream, trio.SSLStream) and not self._handshaking:
+                with trio.move_on_after(FAREWELL_TIMEOUT):
+                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                        await self._stream.aclose()
+        finally:
+            await trio.aclose_forcefully(self._stream)  # a no-op once closed
 
     def _encrypted(self) -> trio.SSLStream[trio.abc.Stream]:
         assert isinstance(self._stream, trio.SSLStream)
