@@ -19,7 +19,7 @@ from tests.serve_process import STARTUP_BOUND, free_port, serve_process
 from tests.tls_certs import CertFiles, issue
 from trimail.cli import build_parser, load_config, serve_command
 from trimail.config.loading import ConfigError
-from trimail.config.model import DeliveryKind, ListenAddress
+from trimail.config.model import DeliveryKind, ListenAddress, ProxyConfig, Rate
 
 #: A usage error never gets as far as binding a port; this bounds even a slow interpreter start.
 RUN_BOUND = 30.0
@@ -308,3 +308,50 @@ def test_sighup_reloads_the_certificate_for_new_sessions(tmp_path: Path) -> None
             _implicit_tls_name(tls_port, first, "old.mx.test")
         assert server.stop() == 0
     assert "received SIGHUP" in server.stderr
+
+
+# -- hardening flags --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--max-connection-rate-per-ip", "30"], "--max-connection-rate-per-ip"),
+        (["--max-message-rate-per-ip", "x/min"], "--max-message-rate-per-ip"),
+        (["--max-connections", "0"], "--max-connections"),
+        (["--limit-exempt", "not-a-network"], "--limit-exempt"),
+        (["--proxy-protocol"], "proxy.trusted (--proxy-trusted)"),
+        (["--proxy-protocol", "--proxy-trusted", "10.0.0.300/8"], "--proxy-trusted"),
+        (["--greeting-delay", "-1"], "--greeting-delay"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else None,
+)
+def test_bad_hardening_flags_exit_2(tmp_path: Path, args: list[str], names: str) -> None:
+    assert_one_line_usage_error(run_serve(tmp_path, *args), names)
+
+
+def test_hardening_flags_reach_the_config(tmp_path: Path) -> None:
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--accept-domain",
+            "example.org",
+            "--accept-domain",
+            "example.net",
+            "--max-connection-rate-per-ip",
+            "60/min",
+            "--limit-exempt",
+            "10.0.0.0/8",
+            "--proxy-protocol",
+            "--proxy-trusted",
+            "192.0.2.0/24",
+            "--greeting-delay",
+            "3",
+        ]
+    )
+    config = load_config(args)
+    assert config.accept_domains == ("example.org", "example.net")
+    assert config.admission.max_connection_rate_per_ip == Rate(60, 60.0)
+    assert config.admission.exempt == ("10.0.0.0/8",)
+    assert config.proxy == ProxyConfig(enabled=True, trusted=("192.0.2.0/24",))
+    assert config.timeouts.greeting_delay == 3.0

@@ -118,6 +118,8 @@ def test_starttls_twice_is_503() -> None:
 
 def test_implicit_tls_connection_never_offers_starttls() -> None:
     conn = ServerConnection(hostname=HOSTNAME, tls_available=True, tls=TLS)
+    conn.greet()
+    assert conn.data_to_send().startswith(b"220 ")
     drv = Driver(conn)
     drv.feed(b"EHLO client.example\r\n")
     assert drv.take_output() == EHLO_WITHOUT_STARTTLS

@@ -18,7 +18,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn
 from cattrs.v import format_exception
 
-from .model import DeliveryKind, LineEndings, ListenAddress, ServerConfig
+from .model import DeliveryKind, LineEndings, ListenAddress, Rate, ServerConfig
 
 #: A raw, not yet validated configuration tree (what TOML gives).
 RawConfig = dict[str, object]
@@ -41,6 +41,10 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook_func(
         lambda type_: type_ == tuple[ListenAddress, ...], lambda value, _: _listen_addresses(value)
     )
+    converter.register_structure_hook_func(
+        lambda type_: type_ == tuple[str, ...], lambda value, _: _strings(value)
+    )
+    converter.register_structure_hook(Rate, lambda value, _: _rate(value))
     converter.register_structure_hook_factory(attrs.has, lambda cls: _table_of(cls, converter))
     return converter
 
@@ -56,6 +60,26 @@ def _table_of(cls: type[object], converter: cattrs.Converter) -> Callable[[objec
         return structure(value, cls)
 
     return hook
+
+
+def _rate(value: object) -> Rate:
+    if isinstance(value, Rate):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f'expected a rate like "30/min", got {value!r}')
+    return Rate.parse(value)
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    # A bare string would otherwise be iterated character by character.
+    if not isinstance(value, list | tuple):
+        raise TypeError(f'expected an array of strings like ["example.org"], got {value!r}')
+    items = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise _ItemError(index, TypeError(f"expected a string, got {item!r}"))
+        items.append(item)
+    return tuple(items)
 
 
 def _listen_addresses(value: object) -> tuple[ListenAddress, ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import re
 from pathlib import Path
 
 import attrs
@@ -73,6 +74,98 @@ class Timeouts:
     shutdown_grace: float = attrs.field(default=10.0, validator=v.ge(0))
     #: A whole TLS handshake (after STARTTLS, or before the greeting on implicit TLS).
     tls_handshake: float = attrs.field(default=30.0, validator=v.gt(0))
+    #: Postfix smtpd_error_sleep_time: past ``limits.soft_errors``, each error reply waits
+    #: this long (only that session sleeps), so a misbehaving client costs itself time.
+    error_delay: float = attrs.field(default=1.0, validator=v.ge(0))
+    #: Wait this long before the 220 greeting; a client that talks first is an early talker
+    #: (Postfix postscreen's pregreet test) and gets 554 5.5.0. 0 sends the greeting at once.
+    greeting_delay: float = attrs.field(default=0.0, validator=v.ge(0))
+    #: A PROXY protocol header must arrive within this many seconds.
+    proxy_header: float = attrs.field(default=5.0, validator=v.gt(0))
+
+
+_RATE = re.compile(r"(?P<count>[0-9]+)/(?P<unit>s|sec|min|h|hour)", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "hour": 3600.0}
+
+
+@attrs.frozen
+class Rate:
+    """``count`` events per ``seconds`` (written ``30/min``); a count of 0 means unlimited."""
+
+    count: int = attrs.field(validator=v.ge(0))
+    seconds: float = attrs.field(default=60.0, validator=v.gt(0))
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        match = _RATE.fullmatch(text.strip())
+        if match is None:
+            raise ValueError(f"expected COUNT/UNIT such as 30/min (units s, min, h), got {text!r}")
+        return cls(int(match["count"]), _UNIT_SECONDS[match["unit"].lower()])
+
+    @property
+    def unlimited(self) -> bool:
+        return self.count == 0
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.seconds:g}s"
+
+
+UNLIMITED = Rate(0)
+
+
+def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(value, strict=False)
+
+
+def _cidrs(
+    _instance: object, attribute: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]
+) -> None:
+    for item in value:
+        try:
+            _network(item)
+        except ValueError:
+            message = f"'{attribute.name}' expected CIDR networks like 10.0.0.0/8, got {item!r}"
+            raise ValueError(message) from None
+
+
+@attrs.frozen(kw_only=True)
+class AdmissionConfig:
+    """Who may connect and how often (Postfix anvil); refusals are 421 4.7.0 or 450 4.7.1."""
+
+    #: All sessions at once, across listeners: beyond it a new connection gets 421 and is
+    #: closed before any session task exists.
+    max_connections: int = attrs.field(default=1000, validator=v.ge(1))
+    #: Sessions at once from one client (an IPv4 address or an IPv6 /84, as Postfix counts).
+    max_connections_per_ip: int = attrs.field(default=20, validator=v.ge(1))
+    #: New connections per client per unit of time (Postfix smtpd_client_connection_rate_limit;
+    #: off by default there too).
+    max_connection_rate_per_ip: Rate = UNLIMITED
+    #: MAIL commands per client per unit of time (smtpd_client_message_rate_limit); 450 4.7.1.
+    max_message_rate_per_ip: Rate = UNLIMITED
+    #: Clients the per-IP limits never apply to (Postfix: $mynetworks, loopback by default),
+    #: so local tools and load tests are not throttled; the global limit still applies.
+    exempt: tuple[str, ...] = attrs.field(default=("127.0.0.0/8", "::1/128"), validator=_cidrs)
+
+    @property
+    def exempt_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(_network(item) for item in self.exempt)
+
+
+@attrs.frozen(kw_only=True)
+class ProxyConfig:
+    """HAProxy PROXY protocol v1/v2 in front of every listener (behind a load balancer)."""
+
+    enabled: bool = False
+    #: Only these peers may send a PROXY header; anything else is closed at once.
+    trusted: tuple[str, ...] = attrs.field(default=(), validator=_cidrs)
+
+    def __attrs_post_init__(self) -> None:
+        if self.enabled and not self.trusted:
+            raise ValueError("'trusted' needs the load balancer's networks when PROXY is enabled")
+
+    @property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(_network(item) for item in self.trusted)
 
 
 @attrs.frozen(kw_only=True)
@@ -105,6 +198,11 @@ class ServerConfig:
     limits: ProtocolLimits = attrs.Factory(ProtocolLimits)
     timeouts: Timeouts = attrs.Factory(Timeouts)
     tls: TlsConfig = attrs.Factory(TlsConfig)
+    admission: AdmissionConfig = attrs.Factory(AdmissionConfig)
+    proxy: ProxyConfig = attrs.Factory(ProxyConfig)
+    #: Domains we receive mail for; RCPT to any other domain gets 550 5.7.1 (relay denied).
+    #: Empty means every recipient is accepted (a catch-all, e.g. behind another MTA).
+    accept_domains: tuple[str, ...] = ()
 
     def __attrs_post_init__(self) -> None:
         if not self.listen and not self.listen_tls:

@@ -99,6 +99,7 @@ class ServerConnection:
         self._events: deque[Event] = deque()
         self._outgoing: list[bytes] = []
         self._eof = False
+        self._greeted = False
         self._end_reason: EndReason | None = None
 
     # -- what the shell calls -----------------------------------------------------------------
@@ -126,13 +127,25 @@ class ServerConnection:
         )
 
     def greet(self) -> None:
+        self._greeted = True
         self._queue(replies.greeting(self.hostname))
+
+    @property
+    def over_soft_error_limit(self) -> bool:
+        """Past the soft limit, the shell delays each error reply (a tarpit for this client)."""
+        return self.errors > self.limits.soft_errors
 
     def receive_data(self, data: bytes) -> None:
         if self.state is State.CLOSED:
             return
         if self.state is State.TLS_HANDSHAKE:
             raise LocalProtocolError("bytes after STARTTLS belong to the TLS layer")
+        if data and not self._greeted:
+            # An SMTP client waits for the 220; one that talks first is a bot (Postfix
+            # postscreen's pregreet test). Its bytes are never parsed.
+            self._queue(replies.EARLY_TALKER)
+            self._end(EndReason.EARLY_TALKER)
+            return
         if not data:
             self._eof = True
         elif self._decoder is not None:
@@ -187,13 +200,16 @@ class ServerConnection:
 
     def refuse(self, reply: Reply) -> None:
         """Refuse the pending MAIL, RCPT or message with ``reply``; the state is unchanged
-        (or, for a message, the transaction ends as RFC 5321 §4.1.1.4 requires)."""
+        (or, for a message, the transaction ends as RFC 5321 §4.1.1.4 requires). A refused
+        MAIL or RCPT counts towards the error limits."""
         if not reply.is_error:
             raise LocalProtocolError("refuse() needs a 4xx or 5xx reply")
         if isinstance(self._take_pending(), MessageComplete):
             self._finish_transaction(reply)
         else:
-            self._queue(reply)
+            # A refused MAIL or RCPT counts as an error, as in Postfix: a client harvesting
+            # addresses with RCPT is slowed down and then disconnected.
+            self._error(reply)
 
     def tls_started(self, info: TlsInfo) -> None:
         """The handshake after STARTTLS succeeded: start over as if just connected (RFC 3207

@@ -71,6 +71,7 @@ class EndReason(enum.Enum):
     CLIENT_CLOSED = "client closed"
     TOO_MANY_ERRORS = "too many errors"
     LINE_TOO_LONG = "line too long"
+    EARLY_TALKER = "client spoke before the greeting"
     ENDED_BY_SERVER = "ended by server"
 
 

@@ -27,6 +27,9 @@ class ProtocolLimits:
     max_message_size: int = attrs.field(default=25 * MiB, validator=v.ge(1024))
     #: Postfix smtpd_hard_error_limit: after this many errors the session ends with 421.
     max_errors: int = attrs.field(default=20, validator=v.ge(1))
+    #: Postfix smtpd_soft_error_limit: past this many errors each error reply is delayed
+    #: (the I/O layer sleeps ``timeouts.error_delay``); at or above max_errors it never applies.
+    soft_errors: int = attrs.field(default=10, validator=v.ge(0))
 
     def __attrs_post_init__(self) -> None:
         if self.absurd_line < self.max_command_line:

@@ -122,6 +122,16 @@ def bad_parameter(reason: str) -> Reply:
 TLS_NOT_AVAILABLE = _r(454, "4.7.0", "TLS not available")
 TLS_REQUIRED = _r(530, "5.7.0", "Must issue a STARTTLS command first")
 
+# -- abuse policy (Postfix anvil, postscreen, smtpd_relay_restrictions) ----------------------
+TOO_MANY_CONNECTIONS = _r(421, "4.7.0", "Error: too many connections, try again later")
+TOO_MANY_CONNECTIONS_FROM_YOU = _r(421, "4.7.0", "Error: too many connections from your address")
+CONNECTION_RATE_EXCEEDED = _r(
+    421, "4.7.0", "Error: too many connections from your address, slow down"
+)
+MESSAGE_RATE_EXCEEDED = _r(450, "4.7.1", "Error: too many messages from your address, slow down")
+EARLY_TALKER = _r(554, "5.5.0", "Error: SMTP protocol violation: client spoke before the greeting")
+RELAY_DENIED = _r(550, "5.7.1", "Error: relay access denied")
+
 # -- the session ends -----------------------------------------------------------------------
 TOO_MANY_ERRORS = _r(421, "4.7.0", "Error: too many errors, closing connection")
 LINE_ABSURDLY_LONG = _r(421, "4.7.0", "Error: line too long, closing connection")

@@ -7,14 +7,18 @@ then cancels what is left (each says 421 4.3.2 and stores nothing).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import os
 
 import trio
 
 from ..config.model import ListenAddress, ServerConfig
 from ..delivery.backend import DeliveryBackend
+from .admission import Admission, Ticket, address_in
 from .listeners import bound_address, open_listeners
+from .policy import RecipientDomains
 from .session import Peer, Session, SessionContext
 from .tls import Certificates
 
@@ -42,7 +46,10 @@ class Server:
             backend=backend,
             certificates=self.certificates,
             require_tls=tls.require,
+            recipients=RecipientDomains(config.accept_domains),
         )
+        self.admission = Admission(config.admission)
+        self._proxy_trusted = config.proxy.trusted_networks if config.proxy.enabled else None
         self._sessions: set[Session] = set()
         self._stop_requested = trio.Event()
 
@@ -112,16 +119,49 @@ class Server:
                 log.error("accept failed (%s); retrying in %.1fs", exc, ACCEPT_BACKOFF)
                 await trio.sleep(ACCEPT_BACKOFF)
                 continue
-            sessions.start_soon(self._run_session, stream, implicit_tls)
+            admitted = self._admit(stream, implicit_tls)
+            if admitted is not None:
+                peer, ticket = admitted
+                sessions.start_soon(self._run_session, stream, peer, ticket, implicit_tls)
 
-    async def _run_session(self, stream: trio.SocketStream, implicit_tls: bool) -> None:
+    def _admit(self, stream: trio.SocketStream, implicit_tls: bool) -> tuple[Peer, Ticket] | None:
+        """Admission in the accept loop itself, so a flood never becomes a pile of tasks: a
+        refused connection gets its 421 (plain listeners only) and is closed here."""
         try:
             host, port = stream.socket.getpeername()[:2]
         except OSError:  # the client is already gone
-            await trio.aclose_forcefully(stream)
-            return
+            stream.socket.close()
+            return None
+        peer = Peer(str(host), int(port))
+        refusal = self.admission.admit_connection()
+        if refusal is None:
+            ticket = Ticket(self.admission)
+            if self._proxy_trusted is None:
+                refusal = ticket.admit_client(peer.host, trio.current_time())
+            elif not address_in(peer.host, self._proxy_trusted):
+                log.warning("connection from %s refused: not a trusted PROXY source", peer)
+                ticket.release(trio.current_time())
+                stream.socket.close()
+                return None
+            if refusal is None:
+                return peer, ticket
+            ticket.release(trio.current_time())
+        log.info("connection from %s refused: %s", peer, refusal.text)
+        if not implicit_tls and self._proxy_trusted is None:
+            _send_without_waiting(stream, refusal.to_bytes())
+        stream.socket.close()
+        return None
+
+    async def _run_session(
+        self, stream: trio.SocketStream, peer: Peer, ticket: Ticket, implicit_tls: bool
+    ) -> None:
         session = Session(
-            stream, Peer(str(host), int(port)), self._context, implicit_tls=implicit_tls
+            stream,
+            peer,
+            self._context,
+            implicit_tls=implicit_tls,
+            proxied=self._proxy_trusted is not None,
+            ticket=ticket,
         )
         if self.stopping:
             session.request_stop()
@@ -130,6 +170,14 @@ class Server:
             await session.run()
         except Exception:
             # A bug in one session must never take the server down; run() closed the stream.
-            log.exception("session %s:%s failed", host, port)
+            log.exception("session %s failed", session.peer)
         finally:
             self._sessions.discard(session)
+            ticket.release(trio.current_time())
+
+
+def _send_without_waiting(stream: trio.SocketStream, data: bytes) -> None:
+    """Best effort: a fresh socket's send buffer is empty, so a short reply fits at once (the
+    socket is non-blocking, so a full buffer fails instead of stalling the accept loop)."""
+    with contextlib.suppress(OSError):
+        os.write(stream.socket.fileno(), data)

@@ -35,8 +35,12 @@ from ..protocol.events import (
     TlsUpgradeRequested,
 )
 from ..protocol.limits import ProtocolLimits
+from ..protocol.proxy_header import ProxyHeader, ProxyHeaderError, parse_proxy_header
 from ..protocol.replies import Reply
+from .admission import Ticket
+from .policy import RecipientDomains
 from .queue_id import new_queue_id
+from .streams import PrependedStream
 from .timeouts import DataClock
 from .tls import Certificates, HandshakeFailed, describe, handshake
 
@@ -60,6 +64,8 @@ class SessionContext:
     certificates: Certificates | None = None
     #: Refuse MAIL until the session is encrypted (530 5.7.0).
     require_tls: bool = False
+    #: ``accept_domains``: RCPT to other domains gets 550 5.7.1.
+    recipients: RecipientDomains = attrs.Factory(lambda: RecipientDomains(()))
 
 
 @attrs.frozen
@@ -71,6 +77,11 @@ class Peer:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+class SilentClose(Exception):
+    """End the session without a reply: the peer is not speaking SMTP yet (a load balancer
+    that failed to send its PROXY header, a client refused before TLS)."""
+
+
 class Session:
     def __init__(
         self,
@@ -79,14 +90,22 @@ class Session:
         context: SessionContext,
         *,
         implicit_tls: bool = False,
+        proxied: bool = False,
+        ticket: Ticket | None = None,
     ) -> None:
-        """``implicit_tls``: the client starts a TLS handshake at once (RFC 8314, port 465)."""
+        """``implicit_tls``: the client starts a TLS handshake at once (RFC 8314, port 465).
+        ``proxied``: a trusted load balancer sends a PROXY header naming the real client.
+        ``ticket``: the admission already granted; a proxied session still has to pass the
+        per-client limits once it knows who the client is."""
         if implicit_tls and context.certificates is None:
             raise ValueError("implicit TLS needs certificates in the session context")
         self._stream = stream
         self._peer = peer
         self._context = context
         self._implicit_tls = implicit_tls
+        self._proxied = proxied
+        self._ticket = ticket
+        self._errors_answered = 0
         self._handshaking = False
         self._conn = self._new_connection()
         self._command_deadline = math.inf
@@ -116,15 +135,23 @@ class Session:
             require_tls=context.require_tls,
         )
 
+    @property
+    def peer(self) -> Peer:
+        """The client: the socket's peer, or the one a trusted PROXY header named."""
+        return self._peer
+
     async def run(self) -> None:
         started = time.monotonic()
         try:
+            if self._proxied:
+                await self._read_proxy_header()
+                await self._admit_proxied_client()
             if self._implicit_tls:
                 await self._upgrade()
                 self._conn = self._new_connection(describe(self._encrypted()))
             await self._converse()
-        except HandshakeFailed as exc:
-            # Nothing can be said: the client is mid-handshake, not reading SMTP replies.
+        except (HandshakeFailed, SilentClose) as exc:
+            # Nothing can be said: the peer is mid-handshake or not speaking SMTP yet.
             self.end_reason = str(exc)
         except trio.TooSlowError:
             await self._farewell(replies.TIMEOUT, "timeout")
@@ -154,8 +181,11 @@ class Session:
 
     async def _converse(self) -> None:
         conn = self._conn
+        early = None if self._stopping else await self._wait_before_greeting()
         if self._stopping:
             conn.end_session(replies.SHUTTING_DOWN)
+        elif early is not None:
+            conn.receive_data(early)  # the core refuses an early talker (554 5.5.0)
         else:
             conn.greet()
         while True:
@@ -173,8 +203,16 @@ class Session:
                         self.end_reason = "shutdown"
                         continue
                     conn.receive_data(data)
-                case MailFromRequest() | RcptToRequest():
-                    conn.accept()
+                case MailFromRequest():
+                    if self._ticket is None or self._ticket.allow_message(trio.current_time()):
+                        conn.accept()
+                    else:
+                        conn.refuse(replies.MESSAGE_RATE_EXCEEDED)
+                case RcptToRequest(recipient=recipient):
+                    if self._context.recipients.accepts(recipient):
+                        conn.accept()
+                    else:
+                        conn.refuse(replies.RELAY_DENIED)
                 case TlsUpgradeRequested(discarded=discarded):
                     await self._flush()
                     if discarded:
@@ -214,6 +252,61 @@ class Session:
                     if reason is not EndReason.ENDED_BY_SERVER or self.end_reason == "unknown":
                         self.end_reason = reason.value
                     return
+
+    # -- before the greeting ------------------------------------------------------------------
+
+    async def _read_proxy_header(self) -> None:
+        """Read the PROXY v1/v2 header within its deadline; the client it names becomes the
+        peer for logs, limits and the Received header."""
+        buffer = b""
+        header: ProxyHeader | None = None
+        with trio.move_on_after(self._context.timeouts.proxy_header):
+            while header is None:
+                data = await self._receive_some()
+                if not data:
+                    raise SilentClose("closed before sending a PROXY header")
+                buffer += data
+                try:
+                    header = parse_proxy_header(buffer)
+                except ProxyHeaderError as exc:
+                    raise SilentClose(f"bad PROXY header: {exc}") from None
+        if header is None:
+            timeout = self._context.timeouts.proxy_header
+            raise SilentClose(f"no PROXY header within {timeout:g}s")
+        rest = buffer[header.length :]
+        if rest:
+            self._stream = PrependedStream(self._stream, rest)
+        if header.addresses is not None:
+            proxy = self._peer
+            self._peer = Peer(header.addresses.source_host, header.addresses.source_port)
+            log.info("session %s: via PROXY v%d from %s", self._peer, header.version, proxy)
+
+    async def _admit_proxied_client(self) -> None:
+        if self._ticket is None:
+            return
+        refusal = self._ticket.admit_client(self._peer.host, trio.current_time())
+        if refusal is None:
+            return
+        if self._implicit_tls:
+            raise SilentClose(f"refused: {refusal.text}")  # plaintext would be garbage to TLS
+        self._conn.end_session(refusal)
+        with trio.move_on_after(FAREWELL_TIMEOUT):
+            await self._flush(FAREWELL_TIMEOUT)
+        raise SilentClose(f"refused: {refusal.text}")
+
+    async def _wait_before_greeting(self) -> bytes | None:
+        """Sit out ``greeting_delay``: None if the client kept quiet, else what it sent
+        (``b""`` if it hung up), which makes it an early talker."""
+        delay = self._context.timeouts.greeting_delay
+        if delay <= 0:
+            return None
+        scope = self._idle_scope = trio.CancelScope()
+        try:
+            with scope, trio.move_on_after(delay):
+                return await self._receive_some()
+        finally:
+            self._idle_scope = None
+        return None
 
     # -- TLS ----------------------------------------------------------------------------------
 
@@ -272,6 +365,7 @@ class Session:
             return b""
 
     async def _flush(self, timeout: float | None = None) -> None:
+        await self._tarpit()
         data = self._conn.data_to_send()
         if not data:
             return
@@ -279,6 +373,15 @@ class Session:
             await self._stream.send_all(data)
         # RFC 5321 §4.5.3.2.7: the time for the next command counts from this reply.
         self._command_deadline = trio.current_time() + self._context.timeouts.command
+
+    async def _tarpit(self) -> None:
+        """Past the soft error limit, each new error reply costs this client ``error_delay``
+        (Postfix smtpd_error_sleep_time); only this session sleeps."""
+        conn = self._conn
+        new_errors = conn.errors - max(self._errors_answered, conn.limits.soft_errors)
+        self._errors_answered = conn.errors
+        if new_errors > 0:
+            await trio.sleep(new_errors * self._context.timeouts.error_delay)
 
     async def _farewell(self, reply: Reply, reason: str) -> None:
         self.end_reason = reason
