@@ -223,7 +223,10 @@ class ServerConnection:
         self._transaction = None
 
     def end_session(self, reply: Reply) -> None:
-        """Say ``reply`` (a 421 for timeouts and shutdown) and stop reading."""
+        """Say ``reply`` (a 421 for timeouts and shutdown) and stop reading; after the session
+        already ended (e.g. QUIT was answered) there is nothing more to say."""
+        if self.state is State.CLOSED:
+            return
         self._pending = None
         self._events.clear()
         self._queue(reply)

@@ -68,12 +68,24 @@ def greeting(hostname: str) -> Reply:
     return _r(220, None, f"{hostname} ESMTP trimail")
 
 
+#: The most of a client's own text a reply repeats back.
+ECHO_LIMIT = 64
+
+
+def echo(text: str) -> str:
+    """Client text made fit to repeat in a reply: RFC 5321 §4.2 allows only printable US-ASCII
+    in reply text, and §4.5.3.1.5 caps a reply line at 512 octets, so anything else becomes
+    "?" and long text is cut."""
+    safe = "".join(char if " " <= char <= "~" else "?" for char in text[: ECHO_LIMIT + 1])
+    return safe if len(safe) <= ECHO_LIMIT else safe[:ECHO_LIMIT] + "..."
+
+
 def helo_ok(hostname: str, client_name: str) -> Reply:
-    return _r(250, None, f"{hostname} Hello {client_name}")
+    return _r(250, None, f"{hostname} Hello {echo(client_name)}")
 
 
 def ehlo_ok(hostname: str, client_name: str, extensions: tuple[str, ...]) -> Reply:
-    return Reply(250, None, (f"{hostname} Hello {client_name}", *extensions))
+    return Reply(250, None, (f"{hostname} Hello {echo(client_name)}", *extensions))
 
 
 def queued(queue_id: str) -> Reply:
@@ -106,16 +118,17 @@ def syntax_error(usage: str) -> Reply:
     return _r(501, "5.5.4", f"Syntax: {usage}")
 
 
+# The reasons below may quote the client (an address literal, a parameter), so they are echoed.
 def bad_sender_address(reason: str) -> Reply:
-    return _r(501, "5.1.7", f"Bad sender address syntax: {reason}")
+    return _r(501, "5.1.7", f"Bad sender address syntax: {echo(reason)}")
 
 
 def bad_recipient_address(reason: str) -> Reply:
-    return _r(501, "5.1.3", f"Bad recipient address syntax: {reason}")
+    return _r(501, "5.1.3", f"Bad recipient address syntax: {echo(reason)}")
 
 
 def bad_parameter(reason: str) -> Reply:
-    return _r(501, "5.5.4", f"Error: {reason}")
+    return _r(501, "5.5.4", f"Error: {echo(reason)}")
 
 
 # -- TLS policy (RFC 3207 §4) -----------------------------------------------------------------
