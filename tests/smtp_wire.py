@@ -9,9 +9,10 @@ import trio
 import trio.testing
 
 from trimail.config.model import Timeouts
-from trimail.delivery.memory import MemoryBackend
+from trimail.handler import Handler
+from trimail.peer import Peer
 from trimail.protocol.limits import ProtocolLimits
-from trimail.server.session import Peer, Session, SessionContext
+from trimail.server.session import Session, SessionContext
 from trimail.server.tls import Certificates
 
 _LAST_LINE = re.compile(rb"(?m)^\d{3} [^\r\n]*\r\n")
@@ -69,7 +70,7 @@ class WireClient:
 
 
 def make_context(
-    backend: MemoryBackend,
+    handler: Handler,
     *,
     limits: ProtocolLimits | None = None,
     timeouts: Timeouts | None = None,
@@ -79,7 +80,7 @@ def make_context(
         hostname="mx.test",
         limits=limits or ProtocolLimits(),
         timeouts=timeouts or Timeouts(),
-        backend=backend,
+        handler=handler,
         certificates=certificates,
     )
 

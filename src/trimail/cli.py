@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -16,9 +15,9 @@ import trio
 
 from .config.loading import ConfigError, RawConfig, read_toml, set_path, structure_config
 from .config.model import DeliveryKind, LineEndings, ServerConfig
-from .delivery.backend import DeliveryBackend
-from .delivery.maildir import MaildirBackend
-from .delivery.null import DiscardBackend
+from .delivery.maildir import MaildirHandler
+from .delivery.null import DiscardHandler
+from .handler import Handler
 from .server.serve import Server
 from .server.tls import TlsSetupError
 
@@ -294,15 +293,15 @@ def load_config(args: argparse.Namespace) -> ServerConfig:
         raise
 
 
-def make_backend(config: ServerConfig) -> DeliveryBackend:
+def make_handler(config: ServerConfig) -> Handler:
     match config.delivery.backend:
         case DeliveryKind.MAILDIR:
-            return MaildirBackend(
+            return MaildirHandler(
                 config.delivery.maildir,
                 unix_newlines=config.delivery.line_endings is LineEndings.LF,
             )
         case DeliveryKind.DISCARD:
-            return DiscardBackend()
+            return DiscardHandler()
 
 
 async def _serve_until_signalled(server: Server) -> None:
@@ -328,9 +327,8 @@ def serve_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"trimail serve: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
-    hostname = config.hostname or socket.getfqdn()
     try:
-        server = Server(config, make_backend(config), hostname=hostname)
+        server = Server(config, make_handler(config))
     except TlsSetupError as exc:
         print(f"trimail serve: error: --tls-cert: {exc}", file=sys.stderr)
         return USAGE_ERROR

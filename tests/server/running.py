@@ -9,7 +9,7 @@ import attrs
 import trio
 
 from trimail.config.model import ListenAddress, ServerConfig, Timeouts
-from trimail.delivery.backend import DeliveryBackend
+from trimail.handler import Handler
 from trimail.server.serve import Server
 
 LOOPBACK = ListenAddress("127.0.0.1", 0)
@@ -17,7 +17,7 @@ LOOPBACK = ListenAddress("127.0.0.1", 0)
 
 @asynccontextmanager
 async def running_server(
-    backend: DeliveryBackend,
+    handler: Handler,
     *,
     timeouts: Timeouts | None = None,
     config: ServerConfig | None = None,
@@ -26,7 +26,7 @@ async def running_server(
     config = attrs.evolve(config or ServerConfig(), listen=(LOOPBACK,))
     if timeouts is not None:
         config = attrs.evolve(config, timeouts=timeouts)
-    server = Server(config, backend, hostname="mx.test")
+    server = Server(config, handler, hostname="mx.test")
     async with trio.open_nursery() as nursery:
         addresses: list[ListenAddress] = await nursery.start(server.serve)
         yield server, addresses[0]

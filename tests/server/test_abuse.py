@@ -11,7 +11,7 @@ import trio
 from tests.server.running import running_server
 from tests.smtp_wire import WireClient
 from trimail.config.model import AdmissionConfig, ListenAddress, Rate, ServerConfig
-from trimail.delivery.memory import MemoryBackend
+from trimail.delivery.memory import MemoryHandler
 from trimail.protocol.limits import ProtocolLimits
 
 BOUND = 30.0
@@ -36,7 +36,7 @@ async def clients() -> AsyncIterator[list[WireClient]]:
 
 async def test_connections_beyond_the_per_ip_limit_get_421_and_are_closed() -> None:
     config = ServerConfig(admission=attrs.evolve(NO_EXEMPTIONS, max_connections_per_ip=2))
-    async with running_server(MemoryBackend(), config=config) as (_, address), clients() as held:
+    async with running_server(MemoryHandler(), config=config) as (_, address), clients() as held:
         with trio.fail_after(BOUND):
             for _ in range(2):
                 held.append(await connect(address.port))
@@ -65,7 +65,7 @@ async def test_connections_beyond_the_per_ip_limit_get_421_and_are_closed() -> N
 
 async def test_connections_beyond_the_global_limit_get_421() -> None:
     config = ServerConfig(admission=attrs.evolve(NO_EXEMPTIONS, max_connections=3))
-    async with running_server(MemoryBackend(), config=config) as (_, address), clients() as held:
+    async with running_server(MemoryHandler(), config=config) as (_, address), clients() as held:
         with trio.fail_after(BOUND):
             for index in range(3):
                 held.append(await connect(address.port, source=f"127.0.0.{index + 1}"))
@@ -78,7 +78,7 @@ async def test_connections_beyond_the_global_limit_get_421() -> None:
 
 async def test_500_idle_connections_do_not_stop_another_client_being_served() -> None:
     config = ServerConfig(admission=NO_EXEMPTIONS)  # the default 20 per address
-    backend = MemoryBackend()
+    backend = MemoryHandler()
     async with running_server(backend, config=config) as (server, address), clients() as held:
         with trio.fail_after(BOUND):
             codes = []
@@ -107,7 +107,7 @@ async def test_500_idle_connections_do_not_stop_another_client_being_served() ->
 async def test_connection_rate_limit_per_client() -> None:
     admission = attrs.evolve(NO_EXEMPTIONS, max_connection_rate_per_ip=Rate(3, 3600.0))
     config = ServerConfig(admission=admission)
-    async with running_server(MemoryBackend(), config=config) as (_, address), clients() as held:
+    async with running_server(MemoryHandler(), config=config) as (_, address), clients() as held:
         with trio.fail_after(BOUND):
             for _ in range(3):
                 client = await connect(address.port)
@@ -123,7 +123,7 @@ async def test_connection_rate_limit_per_client() -> None:
 async def test_message_rate_limit_per_client_is_450_4_7_1() -> None:
     admission = attrs.evolve(NO_EXEMPTIONS, max_message_rate_per_ip=Rate(2, 3600.0))
     config = ServerConfig(admission=admission)
-    async with running_server(MemoryBackend(), config=config) as (_, address), clients() as held:
+    async with running_server(MemoryHandler(), config=config) as (_, address), clients() as held:
         with trio.fail_after(BOUND):
             client = await connect(address.port)
             held.append(client)
@@ -137,7 +137,7 @@ async def test_message_rate_limit_per_client_is_450_4_7_1() -> None:
 
 
 async def test_relay_to_foreign_domains_is_denied() -> None:
-    backend = MemoryBackend()
+    backend = MemoryHandler()
     config = ServerConfig(accept_domains=("example.org",))
     async with running_server(backend, config=config) as (_, address), clients() as held:
         with trio.fail_after(BOUND):
@@ -157,7 +157,7 @@ async def test_relay_to_foreign_domains_is_denied() -> None:
 
 
 async def test_nul_bytes_and_binary_junk_get_errors_and_the_server_keeps_serving() -> None:
-    async with running_server(MemoryBackend()) as (_, address), clients() as held:
+    async with running_server(MemoryHandler()) as (_, address), clients() as held:
         with trio.fail_after(BOUND):
             junk = await connect(address.port)
             held.append(junk)
@@ -179,7 +179,7 @@ async def test_nul_bytes_and_binary_junk_get_errors_and_the_server_keeps_serving
 
 async def test_a_megabyte_line_without_crlf_is_cut_off() -> None:
     config = ServerConfig(listen=(ListenAddress("127.0.0.1", 0),))
-    async with running_server(MemoryBackend(), config=config) as (_, address), clients() as held:
+    async with running_server(MemoryHandler(), config=config) as (_, address), clients() as held:
         with trio.fail_after(BOUND):
             client = await connect(address.port)
             held.append(client)
@@ -199,7 +199,7 @@ async def test_thirty_unknown_verbs_end_the_session_at_the_error_limit() -> None
     limits = ProtocolLimits(max_errors=20, soft_errors=10)
     config = ServerConfig(limits=limits)
     config = attrs.evolve(config, timeouts=attrs.evolve(config.timeouts, error_delay=0.01))
-    async with running_server(MemoryBackend(), config=config) as (_, address), clients() as held:
+    async with running_server(MemoryHandler(), config=config) as (_, address), clients() as held:
         with trio.fail_after(BOUND):
             client = await connect(address.port)
             held.append(client)

@@ -7,9 +7,10 @@ import trio.testing
 
 from tests.smtp_wire import WireClient, make_context
 from trimail.config.model import Timeouts
-from trimail.delivery.memory import MemoryBackend
+from trimail.delivery.memory import MemoryHandler
+from trimail.peer import Peer
 from trimail.protocol.limits import ProtocolLimits
-from trimail.server.session import Peer, Session, SessionContext
+from trimail.server.session import Session, SessionContext
 
 
 def session_pair(context: SessionContext, *, proxied: bool = False) -> tuple[Session, WireClient]:
@@ -21,7 +22,7 @@ def session_pair(context: SessionContext, *, proxied: bool = False) -> tuple[Ses
 async def test_error_replies_past_the_soft_limit_are_delayed(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    context = make_context(MemoryBackend(), limits=ProtocolLimits(soft_errors=2, max_errors=5))
+    context = make_context(MemoryHandler(), limits=ProtocolLimits(soft_errors=2, max_errors=5))
     session, client = session_pair(context)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
@@ -41,7 +42,7 @@ async def test_error_replies_past_the_soft_limit_are_delayed(
 async def test_pipelined_errors_past_the_soft_limit_cost_a_delay_each(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    context = make_context(MemoryBackend(), limits=ProtocolLimits(soft_errors=10, max_errors=20))
+    context = make_context(MemoryHandler(), limits=ProtocolLimits(soft_errors=10, max_errors=20))
     session, client = session_pair(context)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
@@ -57,7 +58,7 @@ async def test_pipelined_errors_past_the_soft_limit_cost_a_delay_each(
 async def test_a_quiet_client_is_greeted_after_the_greeting_delay(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    context = make_context(MemoryBackend(), timeouts=Timeouts(greeting_delay=6))
+    context = make_context(MemoryHandler(), timeouts=Timeouts(greeting_delay=6))
     session, client = session_pair(context)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
@@ -69,7 +70,7 @@ async def test_a_quiet_client_is_greeted_after_the_greeting_delay(
 async def test_an_early_talker_gets_554_and_is_closed(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    backend = MemoryBackend()
+    backend = MemoryHandler()
     context = make_context(backend, timeouts=Timeouts(greeting_delay=6))
     session, client = session_pair(context)
     async with trio.open_nursery() as nursery:
@@ -86,7 +87,7 @@ async def test_an_early_talker_gets_554_and_is_closed(
 async def test_a_missing_proxy_header_closes_silently_after_its_deadline(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    session, client = session_pair(make_context(MemoryBackend()), proxied=True)
+    session, client = session_pair(make_context(MemoryHandler()), proxied=True)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
         await client.send(b"PROXY TCP4 203.0")  # and then nothing
@@ -96,7 +97,7 @@ async def test_a_missing_proxy_header_closes_silently_after_its_deadline(
 
 
 async def test_a_proxy_header_names_the_client(autojump_clock: trio.testing.MockClock) -> None:
-    backend = MemoryBackend()
+    backend = MemoryHandler()
     session, client = session_pair(make_context(backend), proxied=True)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
@@ -116,7 +117,7 @@ async def test_a_proxy_header_names_the_client(autojump_clock: trio.testing.Mock
 async def test_a_garbage_proxy_header_closes_silently(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    session, client = session_pair(make_context(MemoryBackend()), proxied=True)
+    session, client = session_pair(make_context(MemoryHandler()), proxied=True)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
         await client.send(b"EHLO i-am-not-a-load-balancer\r\n")

@@ -10,8 +10,8 @@ import trio
 from tests.server.running import running_server
 from tests.smtp_wire import WireClient
 from trimail.config.model import ListenAddress, ServerConfig
-from trimail.delivery.maildir import MaildirBackend
-from trimail.delivery.memory import MemoryBackend
+from trimail.delivery.maildir import MaildirHandler
+from trimail.delivery.memory import MemoryHandler
 from trimail.server.serve import Server
 
 
@@ -25,7 +25,7 @@ def _send_with_smtplib(port: int, message: bytes, recipients: list[str]) -> None
 
 
 async def test_smtplib_message_lands_in_maildir_byte_for_byte(tmp_path: Path) -> None:
-    backend = MaildirBackend(tmp_path / "maildir")
+    backend = MaildirHandler(tmp_path / "maildir")
     message = (
         b"From: alice@example.org\r\nTo: bob@example.com\r\nSubject: loopback\r\n\r\n"
         b"first line\r\n.starts with a dot\r\n..two dots\r\n.\r\n"
@@ -47,7 +47,7 @@ async def test_smtplib_message_lands_in_maildir_byte_for_byte(tmp_path: Path) ->
 
 
 async def test_many_recipients_and_two_messages_in_one_session() -> None:
-    backend = MemoryBackend()
+    backend = MemoryHandler()
     recipients = [f"user{n}@example.com" for n in range(100)]
 
     def two_messages(port: int) -> None:
@@ -64,7 +64,7 @@ async def test_many_recipients_and_two_messages_in_one_session() -> None:
 
 
 async def test_raw_socket_pipelining_and_smuggling_attempt() -> None:
-    backend = MemoryBackend()
+    backend = MemoryHandler()
     async with running_server(backend) as (_, address):
         stream = await trio.open_tcp_stream("127.0.0.1", address.port)
         client = WireClient(stream)
@@ -84,7 +84,7 @@ async def test_raw_socket_pipelining_and_smuggling_attempt() -> None:
 
 
 async def test_ipv6_loopback_listener() -> None:
-    backend = MemoryBackend()
+    backend = MemoryHandler()
     config = ServerConfig(listen=(ListenAddress("::1", 0), ListenAddress("127.0.0.1", 0)))
     server = Server(config, backend, hostname="mx.test")
     async with trio.open_nursery() as nursery:

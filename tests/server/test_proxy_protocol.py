@@ -21,7 +21,7 @@ from trimail.config.model import (
     ServerConfig,
     TlsConfig,
 )
-from trimail.delivery.memory import MemoryBackend
+from trimail.delivery.memory import MemoryHandler
 
 BOUND = 30.0
 TRUSTED_LOOPBACK = ProxyConfig(enabled=True, trusted=("127.0.0.0/8",))
@@ -57,7 +57,7 @@ async def proxied(port: int, header: bytes, held: list[WireClient]) -> WireClien
 
 
 async def test_the_client_named_by_the_header_is_used_for_the_received_header() -> None:
-    backend = MemoryBackend()
+    backend = MemoryHandler()
     config = ServerConfig(proxy=TRUSTED_LOOPBACK)
     async with running_server(backend, config=config) as (_, address), clients() as held:
         with trio.fail_after(BOUND):
@@ -77,7 +77,7 @@ async def test_per_client_limits_count_the_proxied_client_not_the_balancer() -> 
         proxy=TRUSTED_LOOPBACK,
         admission=AdmissionConfig(max_connections_per_ip=1, exempt=()),
     )
-    async with running_server(MemoryBackend(), config=config) as (_, address), clients() as held:
+    async with running_server(MemoryHandler(), config=config) as (_, address), clients() as held:
         with trio.fail_after(BOUND):
             first = await proxied(address.port, v1("203.0.113.7"), held)
             assert (await first.reply()).code == 220
@@ -91,7 +91,7 @@ async def test_per_client_limits_count_the_proxied_client_not_the_balancer() -> 
 
 async def test_an_untrusted_peer_is_closed_without_a_word() -> None:
     config = ServerConfig(proxy=ProxyConfig(enabled=True, trusted=("10.0.0.0/8",)))
-    async with running_server(MemoryBackend(), config=config) as (_, address), clients() as held:
+    async with running_server(MemoryHandler(), config=config) as (_, address), clients() as held:
         with trio.fail_after(BOUND):
             client = await proxied(address.port, v1("203.0.113.7"), held)
             assert await client.closed()
@@ -99,7 +99,7 @@ async def test_an_untrusted_peer_is_closed_without_a_word() -> None:
 
 async def test_a_client_without_a_header_is_closed_without_a_word() -> None:
     config = ServerConfig(proxy=TRUSTED_LOOPBACK)
-    async with running_server(MemoryBackend(), config=config) as (_, address), clients() as held:
+    async with running_server(MemoryHandler(), config=config) as (_, address), clients() as held:
         with trio.fail_after(BOUND):
             client = await proxied(address.port, b"EHLO direct.test\r\n", held)
             assert await client.closed()
@@ -115,7 +115,7 @@ async def test_implicit_tls_behind_the_balancer_with_hello_in_the_same_segment(
         listen_tls=(ListenAddress("127.0.0.1", 0),),
         tls=TlsConfig(cert=certs.cert, key=certs.key),
     )
-    async with running_server(MemoryBackend(), config=config) as (server, _), clients() as held:
+    async with running_server(MemoryHandler(), config=config) as (server, _), clients() as held:
         [implicit] = server.tls_addresses
         with trio.fail_after(BOUND):
             stream = await trio.open_tcp_stream("127.0.0.1", implicit.port)

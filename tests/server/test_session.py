@@ -7,9 +7,10 @@ import trio.testing
 
 from tests.smtp_wire import WireClient, make_context, session_over_memory
 from trimail.config.model import Timeouts
-from trimail.delivery.memory import MemoryBackend
+from trimail.delivery.memory import MemoryHandler
+from trimail.peer import Peer
 from trimail.protocol.limits import ProtocolLimits
-from trimail.server.session import Peer, Session
+from trimail.server.session import Session
 
 MESSAGE = b"Subject: hi\r\n\r\nHello.\r\n"
 
@@ -23,7 +24,7 @@ async def start_transaction(client: WireClient) -> None:
 
 
 async def test_a_whole_message_is_stored_with_trace_headers() -> None:
-    backend = MemoryBackend()
+    backend = MemoryHandler()
     session, client = session_over_memory(make_context(backend))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
@@ -45,7 +46,7 @@ async def test_a_whole_message_is_stored_with_trace_headers() -> None:
 async def test_idle_client_gets_421_after_command_timeout(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    session, client = session_over_memory(make_context(MemoryBackend()))
+    session, client = session_over_memory(make_context(MemoryHandler()))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
         assert (await client.reply()).code == 220
@@ -60,7 +61,7 @@ async def test_idle_client_gets_421_after_command_timeout(
 async def test_trickling_bytes_do_not_extend_the_command_deadline(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    session, client = session_over_memory(make_context(MemoryBackend()))
+    session, client = session_over_memory(make_context(MemoryHandler()))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
         assert (await client.reply()).code == 220
@@ -79,7 +80,7 @@ async def test_trickling_bytes_do_not_extend_the_command_deadline(
 
 
 async def test_deadline_restarts_after_each_reply(autojump_clock: trio.testing.MockClock) -> None:
-    session, client = session_over_memory(make_context(MemoryBackend()))
+    session, client = session_over_memory(make_context(MemoryHandler()))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
         assert (await client.reply()).code == 220
@@ -92,7 +93,7 @@ async def test_deadline_restarts_after_each_reply(autojump_clock: trio.testing.M
 async def test_stalled_data_gets_421_after_data_timeout_and_stores_nothing(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    backend = MemoryBackend()
+    backend = MemoryHandler()
     session, client = session_over_memory(make_context(backend))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
@@ -106,7 +107,7 @@ async def test_stalled_data_gets_421_after_data_timeout_and_stores_nothing(
 
 
 async def test_data_below_minimum_rate_is_cut_off(autojump_clock: trio.testing.MockClock) -> None:
-    backend = MemoryBackend()
+    backend = MemoryHandler()
     session, client = session_over_memory(make_context(backend))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
@@ -131,7 +132,7 @@ async def test_data_below_minimum_rate_is_cut_off(autojump_clock: trio.testing.M
 async def test_fast_enough_data_may_take_longer_than_data_timeout(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    backend = MemoryBackend()
+    backend = MemoryHandler()
     timeouts = Timeouts(data=10, data_min_rate=100, data_total=600)
     session, client = session_over_memory(make_context(backend, timeouts=timeouts))
     async with trio.open_nursery() as nursery:
@@ -147,7 +148,7 @@ async def test_fast_enough_data_may_take_longer_than_data_timeout(
 
 
 async def test_whole_data_phase_is_capped(autojump_clock: trio.testing.MockClock) -> None:
-    backend = MemoryBackend()
+    backend = MemoryHandler()
     session, client = session_over_memory(make_context(backend))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
@@ -169,7 +170,7 @@ async def test_whole_data_phase_is_capped(autojump_clock: trio.testing.MockClock
 
 async def test_pipelined_commands_are_answered_in_one_write() -> None:
     writes: list[bytes] = []
-    backend = MemoryBackend()
+    backend = MemoryHandler()
     client_stream, server_stream = trio.testing.memory_stream_pair()
     send_stream = server_stream.send_stream
     assert isinstance(send_stream, trio.testing.MemorySendStream)
@@ -201,7 +202,7 @@ async def test_pipelined_commands_are_answered_in_one_write() -> None:
 
 async def test_oversized_line_flood_keeps_the_session_bounded() -> None:
     session, client = session_over_memory(
-        make_context(MemoryBackend(), limits=ProtocolLimits(absurd_line=64 * 1024))
+        make_context(MemoryHandler(), limits=ProtocolLimits(absurd_line=64 * 1024))
     )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
@@ -217,7 +218,7 @@ async def test_oversized_line_flood_keeps_the_session_bounded() -> None:
 
 
 async def test_client_disconnect_mid_data_stores_nothing() -> None:
-    backend = MemoryBackend()
+    backend = MemoryHandler()
     session, client = session_over_memory(make_context(backend))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)

@@ -8,7 +8,7 @@ import trio
 from tests.server.running import running_server
 from tests.smtp_wire import WireClient
 from trimail.config.model import Timeouts
-from trimail.delivery.memory import MemoryBackend
+from trimail.delivery.memory import MemoryHandler
 
 #: Upper bound on any wait in these tests; they normally finish in milliseconds.
 BOUND = 10
@@ -24,7 +24,7 @@ async def _open_transaction(port: int) -> WireClient:
 
 
 async def test_stop_closes_idle_sessions_and_listeners() -> None:
-    backend = MemoryBackend()
+    backend = MemoryHandler()
     with trio.fail_after(BOUND):
         async with running_server(backend) as (server, address):
             idle = await _open_transaction(address.port)
@@ -38,7 +38,7 @@ async def test_stop_closes_idle_sessions_and_listeners() -> None:
 
 
 async def test_message_in_data_finishes_during_grace() -> None:
-    backend = MemoryBackend()
+    backend = MemoryHandler()
     with trio.fail_after(BOUND):
         async with running_server(backend, timeouts=Timeouts(shutdown_grace=BOUND)) as (
             server,
@@ -58,7 +58,7 @@ async def test_message_in_data_finishes_during_grace() -> None:
 
 
 async def test_message_still_in_data_after_grace_gets_421_and_is_not_stored() -> None:
-    backend = MemoryBackend()
+    backend = MemoryHandler()
     with trio.fail_after(BOUND):
         async with running_server(backend, timeouts=Timeouts(shutdown_grace=0.2)) as (
             server,

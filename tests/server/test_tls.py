@@ -15,8 +15,8 @@ from tests.server.running import running_server
 from tests.smtp_wire import WireClient
 from tests.tls_certs import SERVER_NAME, CertFiles, issue
 from trimail.config.model import ListenAddress, ServerConfig, TlsConfig
-from trimail.delivery.maildir import MaildirBackend
-from trimail.delivery.memory import MemoryBackend
+from trimail.delivery.maildir import MaildirHandler
+from trimail.delivery.memory import MemoryHandler
 from trimail.server.tls import Certificates, TlsSetupError
 
 BOUND = 20.0
@@ -67,7 +67,7 @@ async def upgrade(client: WireClient, certs: CertFiles) -> WireClient:
 async def test_smtplib_starttls_stores_the_message_with_an_esmtps_header(
     tmp_path: Path, certs: CertFiles
 ) -> None:
-    backend = MaildirBackend(tmp_path / "maildir")
+    backend = MaildirHandler(tmp_path / "maildir")
 
     def send(port: int) -> tuple[bool, bool]:
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
@@ -91,7 +91,7 @@ async def test_smtplib_starttls_stores_the_message_with_an_esmtps_header(
 
 
 async def test_smtplib_smtp_ssl_implicit_tls(tmp_path: Path, certs: CertFiles) -> None:
-    backend = MaildirBackend(tmp_path / "maildir")
+    backend = MaildirHandler(tmp_path / "maildir")
 
     def send(port: int) -> bool:
         with smtplib.SMTP_SSL(
@@ -113,7 +113,7 @@ async def test_smtplib_smtp_ssl_implicit_tls(tmp_path: Path, certs: CertFiles) -
 
 
 async def test_commands_injected_with_starttls_are_never_executed(certs: CertFiles) -> None:
-    backend = MemoryBackend()
+    backend = MemoryHandler()
     async with running_server(backend, config=tls_config(certs)) as (_, address):
         with trio.fail_after(BOUND):
             plain = await plain_client(address.port)
@@ -141,7 +141,7 @@ async def test_tls_1_1_is_refused_and_1_2_accepted(
     certs: CertFiles, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="trimail")
-    async with running_server(MemoryBackend(), config=tls_config(certs)) as (server, _):
+    async with running_server(MemoryHandler(), config=tls_config(certs)) as (server, _):
         [implicit] = server.tls_addresses
         old = certs.client_context()
         # Let the client offer only TLS 1.0/1.1 (its own defaults would refuse before sending).
@@ -170,7 +170,7 @@ async def test_tls_1_1_is_refused_and_1_2_accepted(
 async def test_garbage_instead_of_client_hello_closes_only_that_connection(
     certs: CertFiles,
 ) -> None:
-    async with running_server(MemoryBackend(), config=tls_config(certs)) as (server, address):
+    async with running_server(MemoryHandler(), config=tls_config(certs)) as (server, address):
         with trio.fail_after(BOUND):
             async with await plain_client(address.port) as plain:
                 assert (await plain.reply()).code == 220
@@ -196,7 +196,7 @@ async def test_certificate_reload_serves_new_sessions_and_keeps_old_ones(
 ) -> None:
     first = issue(tmp_path / "certs", "old.mx.test")
     config = tls_config(first)
-    async with running_server(MemoryBackend(), config=config) as (server, _):
+    async with running_server(MemoryHandler(), config=config) as (server, _):
         [implicit] = server.tls_addresses
         with trio.fail_after(BOUND):
             before = await tls_client(implicit.port, first.client_context(), "old.mx.test")
@@ -235,7 +235,7 @@ def test_unusable_certificate_is_a_one_line_error(tmp_path: Path) -> None:
 async def test_require_tls_refuses_plain_mail_and_accepts_it_after_starttls(
     certs: CertFiles,
 ) -> None:
-    backend = MemoryBackend()
+    backend = MemoryHandler()
     config = tls_config(certs, require=True)
     async with running_server(backend, config=config) as (_, address):
         with trio.fail_after(BOUND):
@@ -259,7 +259,7 @@ async def test_require_tls_refuses_plain_mail_and_accepts_it_after_starttls(
 
 
 async def test_starttls_without_a_certificate_is_454() -> None:
-    async with running_server(MemoryBackend()) as (_, address):
+    async with running_server(MemoryHandler()) as (_, address):
         with trio.fail_after(BOUND):
             client = await plain_client(address.port)
             assert (await client.reply()).code == 220

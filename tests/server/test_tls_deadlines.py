@@ -11,7 +11,7 @@ import trio.testing
 from tests.smtp_wire import WireClient, make_context, session_over_memory
 from tests.tls_certs import SERVER_NAME, CertFiles, issue
 from trimail.config.model import Timeouts
-from trimail.delivery.memory import MemoryBackend
+from trimail.delivery.memory import MemoryHandler
 from trimail.server.session import Session
 from trimail.server.tls import Certificates
 
@@ -25,7 +25,7 @@ def tls_session(
     certs: CertFiles, *, implicit_tls: bool = False, timeouts: Timeouts | None = None
 ) -> tuple[Session, WireClient]:
     context = make_context(
-        MemoryBackend(), certificates=Certificates(certs.cert, certs.key), timeouts=timeouts
+        MemoryHandler(), certificates=Certificates(certs.cert, certs.key), timeouts=timeouts
     )
     return session_over_memory(context, implicit_tls=implicit_tls)
 

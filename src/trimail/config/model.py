@@ -82,6 +82,8 @@ class Timeouts:
     greeting_delay: float = attrs.field(default=0.0, validator=v.ge(0))
     #: A PROXY protocol header must arrive within this many seconds.
     proxy_header: float = attrs.field(default=5.0, validator=v.gt(0))
+    #: The longest a handler hook or a delivery may take; then 451 4.3.0 (421 on connect).
+    handler: float = attrs.field(default=60.0, validator=v.gt(0))
 
 
 _RATE = re.compile(r"(?P<count>[0-9]+)/(?P<unit>s|sec|min|h|hour)", re.IGNORECASE)

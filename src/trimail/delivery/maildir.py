@@ -1,10 +1,9 @@
 """Durable Maildir delivery: tmp/ -> write -> fsync -> rename into new/ -> fsync new/.
 
-Only after the directory fsync does ``commit`` return, so a 250 means the message survives a
-power cut. Small messages stay in memory until commit and cost one worker-thread round trip;
-a large one spills to its tmp/ file as it arrives, so a session never holds more than
-``spill_threshold`` bytes of it. Blocking calls run in worker threads bounded by a
-CapacityLimiter, so one slow disk cannot stall every session.
+Only after the directory fsync does ``deliver`` return, so a 250 means the message survives a
+power cut. A message is written in one worker-thread round trip (copied from its spool file when
+it was large); blocking calls run in worker threads bounded by a CapacityLimiter, so one slow
+disk cannot stall every session.
 """
 
 from __future__ import annotations
@@ -19,10 +18,14 @@ from pathlib import Path
 
 import trio
 
-from .backend import DeliveryError, IncomingMessage, MessageSpool
+from ..handler import BaseHandler, DeliveryError, Receipt
+from ..protocol.envelope import Envelope
+from ..protocol.replies import Reply
+from .message import Message
 
 SUBDIRECTORIES = ("tmp", "new", "cur")
-DEFAULT_SPILL_THRESHOLD = 1024 * 1024
+#: Bytes per read when copying a spooled message into its Maildir file.
+COPY_CHUNK = 1024 * 1024
 _sequence = itertools.count()
 
 
@@ -39,15 +42,13 @@ def _fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, chunks: list[bytes]) -> None:
-    for chunk in chunks:
-        view = memoryview(chunk)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
-class _UnixNewlines:
+class UnixNewlines:
     """CRLF -> LF over a stream of chunks, even when a CRLF is split between two chunks.
 
     The DATA decoder has already refused bare CR and LF, so every CR here starts a CRLF.
@@ -65,96 +66,31 @@ class _UnixNewlines:
         return chunk.replace(b"\r\n", b"\n")
 
 
-class _MaildirSpool:
-    def __init__(self, backend: MaildirBackend, message: IncomingMessage) -> None:
-        self._backend = backend
-        self._name = backend.unique_name(message.queue_id)
-        self._convert = _UnixNewlines() if backend.unix_newlines else None
-        headers = self._convert(message.trace_headers) if self._convert else message.trace_headers
-        self._buffered: list[bytes] = [headers]
-        self._buffered_size = len(headers)
-        self._fd: int | None = None
-        self._finished = False
-
-    @property
-    def _tmp_path(self) -> Path:
-        return self._backend.root / "tmp" / self._name
-
-    async def write(self, data: bytes) -> None:
-        if self._convert is not None:
-            data = self._convert(data)
-        self._buffered.append(data)
-        self._buffered_size += len(data)
-        if self._buffered_size >= self._backend.spill_threshold:
-            await self._backend.run_in_thread(self._spill)
-
-    def _spill(self) -> None:
-        if self._fd is None:
-            self._fd = os.open(
-                self._tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
-            )
-        chunks, self._buffered, self._buffered_size = self._buffered, [], 0
-        _write_all(self._fd, chunks)
-
-    async def commit(self) -> str:
-        try:
-            await self._backend.run_in_thread(self._commit_sync)
-        except OSError as exc:
-            await self.abort()
-            raise DeliveryError(f"maildir write failed: {exc}") from exc
-        self._finished = True
-        return self._name
-
-    def _commit_sync(self) -> None:
-        self._spill()
-        assert self._fd is not None
-        fd, self._fd = self._fd, None
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        new_dir = self._backend.root / "new"
-        final = new_dir / self._name
-        os.rename(self._tmp_path, final)
-        try:
-            _fsync_directory(new_dir)
-        except OSError:
-            # Not known to be durable, so it must not stay visible after we answer 451.
-            with contextlib.suppress(OSError):
-                os.unlink(final)
-            raise
-
-    async def abort(self) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        self._buffered = []
-        await self._backend.run_in_thread(self._remove_tmp)
-
-    def _remove_tmp(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._tmp_path)
+def _identity(chunk: bytes) -> bytes:
+    return chunk
 
 
-class MaildirBackend:
+class MaildirHandler(BaseHandler):
+    """Stores every accepted message as one file in ``root/new`` (the default handler)."""
+
     def __init__(
         self,
         root: Path,
         *,
         max_threads: int = 16,
-        spill_threshold: int = DEFAULT_SPILL_THRESHOLD,
         unix_newlines: bool = False,
     ) -> None:
         """``unix_newlines`` stores LF line endings instead of the CRLF received (lossy for
         signatures over the raw bytes, but what plain-text tools expect)."""
         self.root = root
-        self.spill_threshold = spill_threshold
         self.unix_newlines = unix_newlines
         self._limiter = trio.CapacityLimiter(max_threads)
         self._hostname = _safe_hostname()
+
+    @property
+    def spool_directory(self) -> Path:
+        """Where large messages are spooled while they arrive: tmp/, on the same disk."""
+        return self.root / "tmp"
 
     async def prepare(self) -> None:
         await self.run_in_thread(self._make_directories)
@@ -173,5 +109,49 @@ class MaildirBackend:
     async def run_in_thread(self, work: Callable[[], None]) -> None:
         await trio.to_thread.run_sync(work, limiter=self._limiter)
 
-    def begin(self, message: IncomingMessage) -> MessageSpool:
-        return _MaildirSpool(self, message)
+    async def deliver(self, envelope: Envelope, message: Message) -> Receipt | Reply:
+        name = self.unique_name(message.queue_id)
+        convert = UnixNewlines() if self.unix_newlines else _identity
+        head = [convert(message.trace_headers)]
+        source = message.spooled_file
+        if source is None:
+            head += [convert(chunk) async for chunk in message.chunks()]
+        try:
+            await self.run_in_thread(lambda: self._store(name, head, source, convert))
+        except OSError as exc:
+            raise DeliveryError(f"maildir write failed: {exc}") from exc
+        return name
+
+    def _store(
+        self,
+        name: str,
+        head: list[bytes],
+        source: Path | None,
+        convert: Callable[[bytes], bytes],
+    ) -> None:
+        temporary = self.root / "tmp" / name
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                _write_all(fd, b"".join(head))
+                if source is not None:
+                    with source.open("rb") as spooled:
+                        while data := spooled.read(COPY_CHUNK):
+                            _write_all(fd, convert(data))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            new_dir = self.root / "new"
+            final = new_dir / name
+            os.rename(temporary, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        try:
+            _fsync_directory(new_dir)
+        except OSError:
+            # Not known to be durable, so it must not stay visible after we answer 451.
+            with contextlib.suppress(OSError):
+                os.unlink(final)
+            raise

@@ -1,27 +1,13 @@
-"""The discard backend: accepts and drops everything (benchmarks, smoke tests)."""
+"""The discard handler: accepts and drops everything (benchmarks, smoke tests)."""
 
 from __future__ import annotations
 
-from .backend import IncomingMessage, MessageSpool
+from ..handler import BaseHandler, Receipt
+from ..protocol.envelope import Envelope
+from ..protocol.replies import Reply
+from .message import Message
 
 
-class _DiscardSpool:
-    def __init__(self, queue_id: str) -> None:
-        self._queue_id = queue_id
-
-    async def write(self, data: bytes) -> None:
-        return None
-
-    async def commit(self) -> str:
-        return self._queue_id
-
-    async def abort(self) -> None:
-        return None
-
-
-class DiscardBackend:
-    async def prepare(self) -> None:
-        return None
-
-    def begin(self, message: IncomingMessage) -> MessageSpool:
-        return _DiscardSpool(message.queue_id)
+class DiscardHandler(BaseHandler):
+    async def deliver(self, envelope: Envelope, message: Message) -> Receipt | Reply:
+        return message.queue_id

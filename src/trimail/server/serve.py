@@ -11,15 +11,20 @@ import contextlib
 import errno
 import logging
 import os
+import socket
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
+import attrs
 import trio
 
 from ..config.model import ListenAddress, ServerConfig
-from ..delivery.backend import DeliveryBackend
+from ..handler import Handler
+from ..peer import Peer
 from .admission import Admission, Ticket, address_in
 from .listeners import bound_address, open_listeners
 from .policy import RecipientDomains
-from .session import Peer, Session, SessionContext
+from .session import Session, SessionContext
 from .tls import Certificates
 
 log = logging.getLogger("trimail")
@@ -29,21 +34,37 @@ _RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 ACCEPT_BACKOFF = 0.1
 
 
+@runtime_checkable
+class _SpoolsNearby(Protocol):
+    """A handler that wants large messages spooled on its own disk (Maildir: tmp/)."""
+
+    @property
+    def spool_directory(self) -> Path: ...
+
+
 class Server:
-    def __init__(self, config: ServerConfig, backend: DeliveryBackend, *, hostname: str) -> None:
-        """Raises TlsSetupError when the configured certificate or key cannot be loaded."""
+    def __init__(
+        self, config: ServerConfig, handler: Handler, *, hostname: str | None = None
+    ) -> None:
+        """``hostname`` (else ``config.hostname``, else the machine's FQDN, looked up once when
+        serving starts) names the server in greetings and Received headers.
+
+        Raises TlsSetupError when the configured certificate or key cannot be loaded."""
         self.config = config
-        self.backend = backend
+        self.handler = handler
         #: Bound plain listeners, then bound implicit-TLS listeners (port 0 resolved).
         self.addresses: list[ListenAddress] = []
         self.tls_addresses: list[ListenAddress] = []
+        self._hostname = hostname or config.hostname
         tls = config.tls
         self.certificates = Certificates(tls.cert, tls.key) if tls.cert is not None else None
+        spool_directory = handler.spool_directory if isinstance(handler, _SpoolsNearby) else None
         self._context = SessionContext(
-            hostname=hostname,
+            hostname=self._hostname or "localhost",
             limits=config.limits,
             timeouts=config.timeouts,
-            backend=backend,
+            handler=handler,
+            spool_directory=spool_directory,
             certificates=self.certificates,
             require_tls=tls.require,
             recipients=RecipientDomains(config.accept_domains),
@@ -69,7 +90,11 @@ class Server:
     async def serve(
         self, *, task_status: trio.TaskStatus[list[ListenAddress]] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        await self.backend.prepare()
+        if self._hostname is None:
+            # A DNS lookup: once per server, in a thread, never per connection.
+            self._hostname = await trio.to_thread.run_sync(socket.getfqdn)
+            self._context = attrs.evolve(self._context, hostname=self._hostname)
+        await self.handler.prepare()
         plain = await open_listeners(self.config.listen)
         try:
             implicit = await open_listeners(self.config.listen_tls)
@@ -181,3 +206,36 @@ def _send_without_waiting(stream: trio.SocketStream, data: bytes) -> None:
     socket is non-blocking, so a full buffer fails instead of stalling the accept loop)."""
     with contextlib.suppress(OSError):
         os.write(stream.socket.fileno(), data)
+
+
+async def serve(
+    config: ServerConfig,
+    handler: Handler,
+    *,
+    hostname: str | None = None,
+    task_status: trio.TaskStatus[list[ListenAddress]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a trimail server in the caller's nursery until that nursery is cancelled.
+
+    Start it with ``addresses = await nursery.start(trimail.serve, config, handler)``: it
+    returns once every listener is bound, with the bound addresses (plain listeners first,
+    then implicit-TLS ones; port 0 becomes the real port). Cancelling the nursery stops it
+    gracefully, as SIGTERM does for ``trimail serve``: listeners close at once, idle sessions
+    get 421 4.3.2, and a message already in DATA may finish within
+    ``config.timeouts.shutdown_grace`` seconds (stored and 250, or 421 and nothing stored).
+    """
+    server = Server(config, handler, hostname=hostname)
+
+    async def run_shielded(*, task_status: trio.TaskStatus[list[ListenAddress]]) -> None:
+        # Shielded so the caller's cancellation becomes a graceful stop, which the server
+        # bounds by its grace period, instead of cutting messages off mid-delivery.
+        with trio.CancelScope(shield=True):
+            await server.serve(task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        addresses: list[ListenAddress] = await nursery.start(run_shielded)
+        task_status.started(addresses)
+        try:
+            await trio.sleep_forever()
+        finally:
+            server.stop()

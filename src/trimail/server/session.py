@@ -1,9 +1,10 @@
 """One task per connection: the only code that awaits the client's stream.
 
 The session moves bytes between the stream and the sans-I/O ``ServerConnection``, puts a
-deadline on every read and write, streams message content into a delivery spool, and says
-250 only after the spool's ``commit`` returned. Every way out (QUIT, timeout, client gone,
-shutdown, a bug) aborts an unfinished spool and closes the stream.
+deadline on every read and write, asks the handler about the client, senders and recipients,
+spools message content as it arrives, and says 250 only after the handler's ``deliver``
+returned. Every way out (QUIT, timeout, client gone, shutdown, a bug) discards an unfinished
+spool and closes the stream.
 """
 
 from __future__ import annotations
@@ -12,16 +13,21 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import attrs
 import trio
 
 from ..config.model import Timeouts
-from ..delivery.backend import DeliveryBackend, DeliveryError, IncomingMessage, MessageSpool
+from ..delivery.message import Message
 from ..delivery.trace import trace_headers
+from ..handler import DeliveryError, Handler, SessionInfo
+from ..peer import Peer
 from ..protocol import replies
+from ..protocol.addresses import Mailbox
 from ..protocol.connection import ServerConnection
-from ..protocol.envelope import TlsInfo
+from ..protocol.envelope import Envelope, TlsInfo
 from ..protocol.events import (
     EndReason,
     MailFromRequest,
@@ -59,22 +65,15 @@ class SessionContext:
     hostname: str
     limits: ProtocolLimits
     timeouts: Timeouts
-    backend: DeliveryBackend
+    handler: Handler
+    #: Where messages too large for memory are spooled (None: the system's temp directory).
+    spool_directory: Path | None = None
     #: None: no certificate, so STARTTLS is not offered and implicit TLS is impossible.
     certificates: Certificates | None = None
     #: Refuse MAIL until the session is encrypted (530 5.7.0).
     require_tls: bool = False
     #: ``accept_domains``: RCPT to other domains gets 550 5.7.1.
     recipients: RecipientDomains = attrs.Factory(lambda: RecipientDomains(()))
-
-
-@attrs.frozen
-class Peer:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 class SilentClose(Exception):
@@ -110,9 +109,9 @@ class Session:
         self._conn = self._new_connection()
         self._command_deadline = math.inf
         self._data_clock: DataClock | None = None
-        self._spool: MessageSpool | None = None
+        self._message: Message | None = None
         self._spool_failed = False
-        self._queue_id = ""
+        self._sender: Mailbox | None = None
         self._stopping = False
         self._idle_scope: trio.CancelScope | None = None
         self.messages_accepted = 0
@@ -168,7 +167,7 @@ class Session:
             raise
         finally:
             with trio.CancelScope(shield=True):
-                await self._abort_spool()
+                await self._discard_message()
             await self._close()
             log.info(
                 "session %s helo=%s messages=%d ended: %s after %.1fs",
@@ -182,10 +181,19 @@ class Session:
     async def _converse(self) -> None:
         conn = self._conn
         early = None if self._stopping else await self._wait_before_greeting()
+        refusal = None
+        if not self._stopping and early is None:
+            handler, peer = self._context.handler, self._peer
+            refusal = await self._consult(
+                "on_connect", lambda: handler.on_connect(peer), replies.INTERNAL_ERROR
+            )
         if self._stopping:
             conn.end_session(replies.SHUTTING_DOWN)
         elif early is not None:
             conn.receive_data(early)  # the core refuses an early talker (554 5.5.0)
+        elif refusal is not None:
+            conn.end_session(refusal)
+            self.end_reason = f"refused: {refusal.text}"
         else:
             conn.greet()
         while True:
@@ -203,16 +211,10 @@ class Session:
                         self.end_reason = "shutdown"
                         continue
                     conn.receive_data(data)
-                case MailFromRequest():
-                    if self._ticket is None or self._ticket.allow_message(trio.current_time()):
-                        conn.accept()
-                    else:
-                        conn.refuse(replies.MESSAGE_RATE_EXCEEDED)
+                case MailFromRequest(sender=sender):
+                    await self._decide_mail(sender)
                 case RcptToRequest(recipient=recipient):
-                    if self._context.recipients.accepts(recipient):
-                        conn.accept()
-                    else:
-                        conn.refuse(replies.RELAY_DENIED)
+                    await self._decide_rcpt(recipient)
                 case TlsUpgradeRequested(discarded=discarded):
                     await self._flush()
                     if discarded:
@@ -224,34 +226,78 @@ class Session:
                     await self._upgrade()
                     conn.tls_started(describe(self._encrypted()))
                 case MessageStarted(envelope=envelope):
-                    self._start_message(
-                        IncomingMessage(
-                            queue_id=(queue_id := new_queue_id()),
-                            envelope=envelope,
-                            trace_headers=trace_headers(
-                                envelope=envelope,
-                                queue_id=queue_id,
-                                server_hostname=self._context.hostname,
-                                client_ip=self._peer.host,
-                                timestamp=time.time(),
-                            ),
-                        )
-                    )
+                    self._start_message(envelope)
                 case MessageData(data=data):
                     await self._write(data)
-                case MessageComplete(envelope=envelope, size=size):
-                    await self._commit(size, len(envelope.recipients))
+                case MessageComplete(envelope=envelope):
+                    await self._deliver(envelope)
                 case MessageRejected(reply=reply):
                     self._data_clock = None
-                    await self._abort_spool()
-                    log.info(
-                        "message %s from %s rejected: %s", self._queue_id, self._peer, reply.text
-                    )
+                    queue_id = self._queue_id
+                    await self._discard_message()
+                    log.info("message %s from %s rejected: %s", queue_id, self._peer, reply.text)
                 case SessionEnded(reason=reason):
                     await self._flush()
                     if reason is not EndReason.ENDED_BY_SERVER or self.end_reason == "unknown":
                         self.end_reason = reason.value
                     return
+
+    # -- asking the handler -------------------------------------------------------------------
+
+    def _session_info(self, sender: Mailbox | None = None) -> SessionInfo:
+        conn = self._conn
+        return SessionInfo(
+            peer=self._peer, client_name=conn.client_name or "", tls=conn.tls, sender=sender
+        )
+
+    async def _decide_mail(self, sender: Mailbox | None) -> None:
+        conn = self._conn
+        if self._ticket is not None and not self._ticket.allow_message(trio.current_time()):
+            conn.refuse(replies.MESSAGE_RATE_EXCEEDED)
+            return
+        handler, info = self._context.handler, self._session_info()
+        refusal = await self._consult(
+            "on_mail", lambda: handler.on_mail(info, sender), replies.LOCAL_ERROR
+        )
+        if refusal is not None:
+            conn.refuse(refusal)
+            return
+        self._sender = sender
+        conn.accept()
+
+    async def _decide_rcpt(self, recipient: Mailbox) -> None:
+        conn = self._conn
+        if not self._context.recipients.accepts(recipient):
+            conn.refuse(replies.RELAY_DENIED)
+            return
+        handler, info = self._context.handler, self._session_info(self._sender)
+        refusal = await self._consult(
+            "on_rcpt", lambda: handler.on_rcpt(info, recipient), replies.LOCAL_ERROR
+        )
+        if refusal is not None:
+            conn.refuse(refusal)
+        else:
+            conn.accept()
+
+    async def _consult(
+        self, hook: str, call: Callable[[], Awaitable[Reply | None]], failure: Reply
+    ) -> Reply | None:
+        """Run a handler hook within ``timeouts.handler``; a hook that raises, hangs or
+        answers something other than an error costs the client a temporary ``failure``."""
+        limit = self._context.timeouts.handler
+        try:
+            with trio.fail_after(limit):
+                reply = await call()
+        except trio.TooSlowError:
+            log.error("session %s: handler %s took longer than %gs", self._peer, hook, limit)
+            return failure
+        except Exception:
+            log.exception("session %s: handler %s failed", self._peer, hook)
+            return failure
+        if reply is not None and not reply.is_error:
+            log.error("session %s: handler %s answered non-error %s", self._peer, hook, reply)
+            return failure
+        return reply
 
     # -- before the greeting ------------------------------------------------------------------
 
@@ -385,7 +431,7 @@ class Session:
 
     async def _farewell(self, reply: Reply, reason: str) -> None:
         self.end_reason = reason
-        await self._abort_spool()
+        await self._discard_message()
         if self._handshaking:
             return  # an SMTP reply in the middle of a TLS handshake would be garbage
         self._conn.end_session(reply)
@@ -395,52 +441,95 @@ class Session:
             ):
                 await self._flush(FAREWELL_TIMEOUT)
 
-    # -- the message spool --------------------------------------------------------------------
+    # -- the message --------------------------------------------------------------------------
 
-    def _start_message(self, message: IncomingMessage) -> None:
-        self._queue_id = message.queue_id
+    @property
+    def _queue_id(self) -> str:
+        return self._message.queue_id if self._message is not None else "-"
+
+    def _start_message(self, envelope: Envelope) -> None:
+        queue_id = new_queue_id()
+        context = self._context
         self._data_clock = DataClock(started=trio.current_time())
-        self._spool = self._context.backend.begin(message)
         self._spool_failed = False
-
-    async def _write(self, data: bytes) -> None:
-        if self._spool is None or self._spool_failed:
-            return
-        try:
-            await self._spool.write(data)
-        except (OSError, DeliveryError) as exc:
-            log.error("message %s: spool write failed: %s", self._queue_id, exc)
-            self._spool_failed = True
-            await self._abort_spool()
-
-    async def _commit(self, size: int, recipients: int) -> None:
-        self._data_clock = None
-        conn, spool = self._conn, self._spool
-        self._spool = None
-        if spool is None or self._spool_failed:
-            conn.refuse(replies.LOCAL_ERROR)
-            log.error("message %s from %s: not stored", self._queue_id, self._peer)
-            return
-        # Shielded: once the content is complete, a shutdown must not separate "stored" from
-        # "queued the 250". A cancel after this still sends the 250 ahead of its 421.
-        with trio.CancelScope(shield=True):
-            try:
-                await spool.commit()
-            except DeliveryError as exc:
-                conn.refuse(replies.LOCAL_ERROR)
-                log.error("message %s from %s: %s", self._queue_id, self._peer, exc)
-                return
-            conn.accept_message(self._queue_id)
-        self.messages_accepted += 1
-        log.info(
-            "message %s from %s accepted: size=%d recipients=%d",
-            self._queue_id,
-            self._peer,
-            size,
-            recipients,
+        self._message = Message(
+            queue_id=queue_id,
+            peer=self._peer,
+            trace_headers=trace_headers(
+                envelope=envelope,
+                queue_id=queue_id,
+                server_hostname=context.hostname,
+                client_ip=self._peer.host,
+                timestamp=time.time(),
+            ),
+            spool_directory=context.spool_directory,
         )
 
-    async def _abort_spool(self) -> None:
-        spool, self._spool = self._spool, None
-        if spool is not None:
-            await spool.abort()
+    async def _write(self, data: bytes) -> None:
+        if self._message is None or self._spool_failed:
+            return
+        try:
+            await self._message.write(data)
+        except OSError as exc:
+            # Keep reading to the end of DATA (the client is still sending), then say 451.
+            log.error("message %s: spool write failed: %s", self._queue_id, exc)
+            self._spool_failed = True
+            await self._message.discard()
+
+    async def _deliver(self, envelope: Envelope) -> None:
+        self._data_clock = None
+        conn, message = self._conn, self._message
+        assert message is not None  # MessageStarted came first
+        try:
+            # Shielded (and bounded): once the content is complete, a shutdown must not
+            # separate "stored" from "queued the 250"; a cancel after this still sends the 250
+            # ahead of its 421.
+            with trio.CancelScope(shield=True):
+                outcome: str | Reply = replies.LOCAL_ERROR
+                if not self._spool_failed:
+                    outcome = await self._handed_over(envelope, message)
+                if isinstance(outcome, str):
+                    conn.accept_message(message.queue_id)
+                else:
+                    conn.refuse(outcome)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._discard_message()
+        if isinstance(outcome, str):
+            self.messages_accepted += 1
+            log.info(
+                "message %s from %s accepted: size=%d recipients=%d receipt=%s",
+                message.queue_id,
+                self._peer,
+                message.size,
+                len(envelope.recipients),
+                outcome,
+            )
+        else:
+            log.info("message %s from %s refused: %s", message.queue_id, self._peer, outcome)
+
+    async def _handed_over(self, envelope: Envelope, message: Message) -> str | Reply:
+        """The handler's receipt, or the reply to refuse with."""
+        limit = self._context.timeouts.handler
+        try:
+            await message.seal()
+            with trio.fail_after(limit):
+                outcome = await self._context.handler.deliver(envelope, message)
+        except DeliveryError as exc:
+            log.error("message %s: %s", message.queue_id, exc)
+            return replies.LOCAL_ERROR
+        except trio.TooSlowError:
+            log.error("message %s: delivery took longer than %gs", message.queue_id, limit)
+            return replies.LOCAL_ERROR
+        except Exception:
+            log.exception("message %s: delivery failed", message.queue_id)
+            return replies.LOCAL_ERROR
+        if isinstance(outcome, Reply) and not outcome.is_error:
+            log.error("message %s: handler answered non-error %s", message.queue_id, outcome)
+            return replies.LOCAL_ERROR
+        return outcome
+
+    async def _discard_message(self) -> None:
+        message, self._message = self._message, None
+        if message is not None:
+            await message.discard()

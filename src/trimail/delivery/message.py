@@ -1,0 +1,126 @@
+"""A received message's content, spooled while DATA arrives and read by the handler after.
+
+Small messages (the vast majority) stay in memory, in one buffer (the decoder may produce
+thousands of tiny pieces, e.g. one per line of ``..``; kept as separate objects they would cost
+far more than their content), so delivering one costs no file I/O beyond the handler's own.
+A message that grows past ``spill_threshold`` moves to a private temporary file, written from a
+worker thread, so a 25 MiB message costs a session at most one threshold of memory (plus one
+read's worth) and never blocks the event loop on the disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import trio
+
+from ..peer import Peer
+
+DEFAULT_SPILL_THRESHOLD = 1024 * 1024
+#: Bytes per read when a spooled file is handed to the handler.
+READ_CHUNK = 256 * 1024
+
+
+def _write_all(fd: int, data: bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class Message:
+    """One message as received, after dot-unstuffing, byte for byte (CRLF line endings)."""
+
+    def __init__(
+        self,
+        *,
+        queue_id: str,
+        peer: Peer,
+        trace_headers: bytes,
+        spool_directory: Path | None = None,
+        spill_threshold: int = DEFAULT_SPILL_THRESHOLD,
+    ) -> None:
+        #: The id in the 250 reply, the Received header and the log.
+        self.queue_id = queue_id
+        self.peer = peer
+        #: The Return-Path and Received lines trimail adds in front when storing the message.
+        self.trace_headers = trace_headers
+        #: Octets of content so far (the whole message once ``deliver`` is called).
+        self.size = 0
+        self._buffer = bytearray()
+        self._directory = spool_directory
+        self._threshold = spill_threshold
+        self._path: Path | None = None
+        self._fd: int | None = None
+
+    # -- for handlers -------------------------------------------------------------------------
+
+    @property
+    def spooled_file(self) -> Path | None:
+        """The temporary file holding the content, when it was too large for memory."""
+        return self._path
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The content in order, in pieces; from the file, reads run in a worker thread."""
+        if self._path is None:
+            if self._buffer:
+                yield bytes(self._buffer)
+            return
+        path = self._path
+        with await trio.to_thread.run_sync(path.open, "rb") as file:
+            while True:
+                data = await trio.to_thread.run_sync(file.read, READ_CHUNK)
+                if not data:
+                    return
+                yield data
+
+    async def read(self) -> bytes:
+        """The whole content as one bytes object: only for messages known to be small."""
+        if self._path is None:
+            return bytes(self._buffer)
+        return b"".join([chunk async for chunk in self.chunks()])
+
+    # -- for the session ----------------------------------------------------------------------
+
+    async def write(self, data: bytes) -> None:
+        """Append content (the session calls this as DATA arrives)."""
+        self.size += len(data)
+        self._buffer += data
+        if len(self._buffer) >= self._threshold:
+            await self._flush()
+
+    async def discard(self) -> None:
+        """Free the spool; safe to call twice and after a failed write."""
+        self._buffer = bytearray()
+        if self._path is not None or self._fd is not None:
+            await trio.to_thread.run_sync(self._remove)
+
+    async def seal(self) -> None:
+        """The content is complete: write what is buffered to the spooled file, if any, so
+        ``spooled_file`` holds the whole message before the handler sees it."""
+        if self._path is not None:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._buffer:
+            return
+        data, self._buffer = self._buffer, bytearray()
+        await trio.to_thread.run_sync(self._append, data)
+
+    def _append(self, data: bytearray) -> None:
+        if self._fd is None:
+            fd, name = tempfile.mkstemp(prefix="spool.", dir=self._directory)
+            self._fd, self._path = fd, Path(name)
+        _write_all(self._fd, data)
+
+    def _remove(self) -> None:
+        fd, self._fd = self._fd, None
+        path, self._path = self._path, None
+        if fd is not None:
+            os.close(fd)
+        if path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
