@@ -13,6 +13,7 @@ from typing import NoReturn
 import attrs
 import trio
 
+from .bench.cli import add_bench_parser, bench_command
 from .config.loading import ConfigError, RawConfig, read_toml, set_path, structure_config
 from .config.model import DeliveryKind, LineEndings, ServerConfig
 from .delivery.maildir import MaildirHandler
@@ -267,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=flag.help,
             action="append" if flag.repeat else "store",
         )
+    add_bench_parser(commands)
     return parser
 
 
@@ -348,4 +350,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     match args.command:
         case "serve":
             return serve_command(args)
+        case "bench":
+            return bench_command(args)
     return USAGE_ERROR

@@ -1,0 +1,84 @@
+"""``--workers K``: K client processes, their results merged exactly.
+
+One Python process saturates one core long before a fast server does, so a bench can fan out.
+Each worker is ``python -m trimail.bench --worker ...`` (a subprocess rather than
+multiprocessing: nothing is pickled, the argv is the whole interface, and a hung worker is
+killed by pid) with its share of the sessions, of the messages and of the rate. A worker prints
+its raw ``RunStats`` as JSON: counts and full histograms. Merging adds the histograms bucket by
+bucket, which equals the histogram of all samples, so merged percentiles carry the same
+``stats.RELATIVE_ERROR`` bound as a single process and nothing more.
+
+The workers run at the same time, so the merged run's ``seconds`` is the longest worker's
+(each measures from its own start; they start within process-spawn time of each other).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from ..config.model import ListenAddress
+from .local_server import BenchError
+from .options import BenchOptions, split_evenly, worker_argv
+from .stats import RunStats
+
+#: Beyond --max-seconds: interpreter start, session setup and the JSON on the way out.
+WORKER_GRACE = 30.0
+
+
+def _last_line(text: bytes) -> str:
+    lines = [line for line in text.decode("utf-8", "replace").splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def run_workers(options: BenchOptions, target: ListenAddress) -> RunStats:
+    count = options.workers
+    sessions = split_evenly(options.sessions, count)
+    messages: list[int | None] = (
+        list(split_evenly(options.messages, count))
+        if options.messages is not None
+        else [None] * count
+    )
+    rate = options.rate / count if options.rate is not None else None
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "trimail.bench",
+                *worker_argv(
+                    options, target, sessions=sessions[i], messages=messages[i], rate=rate
+                ),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        for i in range(count)
+    ]
+    deadline = time.monotonic() + options.max_seconds + WORKER_GRACE
+    merged = RunStats()
+    try:
+        for number, process in enumerate(processes, 1):
+            try:
+                out, err = process.communicate(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise BenchError(f"worker {number} did not finish in time") from None
+            if process.returncode != 0:
+                raise BenchError(
+                    f"worker {number} exited with status {process.returncode}: {_last_line(err)}"
+                )
+            try:
+                merged.merge(RunStats.from_json(json.loads(out)))
+            except ValueError as exc:
+                raise BenchError(f"worker {number} printed bad results: {exc}") from None
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return merged
