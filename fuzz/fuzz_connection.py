@@ -4,8 +4,9 @@
 One input is one SMTP session:
 
     byte 0     flags: 0x01 STARTTLS available, 0x02 --require-tls, 0x04 implicit TLS,
-               0x38 all set = never greet (an early talker), 0x40 end of file at the end,
-               0x80 cut every piece again at random points
+               0x08 output budget (max_pending_output) 4096 instead of 1024,
+               0x30 junk-command limit 3/20/100/1, 0x38 all set = never greet (an early
+               talker), 0x40 end of file at the end, 0x80 cut every piece again at random points
     byte 1     limits: bits 0-1 absurd line 512/600/1024/4096, bits 2-3 max recipients 1-4,
                bits 4-5 max errors 1/3/6/20, bits 6-7 max message size 1024/1100/2048/65536
     bytes 2-5  seed of the driver's choices (chunking, decisions, STARTTLS, EOF, end_session)
@@ -13,8 +14,9 @@ One input is one SMTP session:
                and is removed
 
 ``tests/protocol/invariants.py`` drives a ``ServerConnection`` with it and checks every
-invariant there (well-formed replies, one answer per command line, no smuggling, STARTTLS
-pipelining discarded, bounded buffers, silence after SessionEnded). Any exception is a crash.
+invariant there (well-formed replies, one answer per command line, error and junk-command
+limits, NEED_SEND exactly at the output budget, no smuggling, STARTTLS pipelining discarded,
+bounded buffers, silence after SessionEnded). Any exception is a crash.
 
     fuzz_connection.py [libFuzzer flags] WORK_CORPUS fuzz/corpus   fuzz (see fuzz/README.md)
     fuzz_connection.py --repro FILE...                             replay with a transcript
@@ -99,12 +101,15 @@ from trimail.protocol.limits import ProtocolLimits  # noqa: E402
 
 
 @functools.cache
-def _limits(sizes: int) -> ProtocolLimits:
+def _limits(sizes: int, flags: int) -> ProtocolLimits:
+    # Small limits, so a flood of a few kilobytes reaches NEED_SEND and the junk limit.
     return ProtocolLimits(
         absurd_line=(512, 600, 1024, 4096)[sizes & 3],
         max_recipients=1 + (sizes >> 2 & 3),
         max_errors=(1, 3, 6, 20)[sizes >> 4 & 3],
         max_message_size=(1024, 1100, 2048, 65536)[sizes >> 6 & 3],
+        max_pending_output=(1024, 4096)[flags >> 3 & 1],
+        max_junk_commands=(3, 20, 100, 1)[flags >> 4 & 3],
     )
 
 
@@ -113,7 +118,7 @@ def decode(data: bytes) -> tuple[SessionConfig, list[bytes], random.Random]:
     flags, sizes = header[0], header[1]
     rnd = random.Random(int.from_bytes(header[2:HEADER], "little"))
     config = SessionConfig(
-        limits=_limits(sizes),
+        limits=_limits(sizes, flags & 0x38),
         tls_available=bool(flags & 0x01),
         require_tls=bool(flags & 0x02),
         implicit_tls=bool(flags & 0x04),
@@ -151,6 +156,8 @@ def test_one_input(data: bytes) -> None:
 # -- the seed corpus ----------------------------------------------------------------------------
 
 TLS, REQUIRE_TLS, IMPLICIT_TLS, NO_GREETING, EOF, RECHUNK = 0x01, 0x02, 0x04, 0x38, 0x40, 0x80
+#: Output budget 4096 (else 1024); junk-command limit 3 (none of these), 20, 100 or 1.
+BUDGET_4096, JUNK_20, JUNK_100, JUNK_1 = 0x08, 0x10, 0x20, 0x30
 #: absurd line 600, 2 recipients, 6 errors, 1024-octet messages
 SMALL = 1 | 1 << 2 | 2 << 4 | 0 << 6
 #: absurd line 4096, 4 recipients, 20 errors, 65536-octet messages
@@ -262,6 +269,47 @@ SEEDS: dict[str, bytes] = {
             + "RCPT TO:<\u7528\u6237@\u4f8b\u5b50.example>\r\n".encode()
             + b'RCPT TO:<"quoted name"@[192.0.2.1]>\r\nRCPT TO:<x@[IPv6:2001:db8::1]>\r\n'
             b"RCPT TO:<\xff\xfe@example.org>\r\nDATA\r\n\x00\xff\r\n.\r\n"
+        ],
+    ),
+    # A client that pipelines without reading: NEED_SEND at the 1024-octet budget, over and
+    # over, also while replies to decisions pile up and across a message.
+    "backpressure": encode(
+        JUNK_100 | EOF,
+        ROOMY,
+        39,
+        [
+            HELLO
+            + b"HELP\r\n" * 30
+            + b"MAIL FROM:<a@example.org>\r\nRSET\r\n" * 30
+            + ENVELOPE
+            + b"RCPT TO:<c@example.org>\r\n" * 3
+            + b"DATA\r\nbody\r\n.\r\n"
+            + b"VRFY x\r\n" * 20
+            + HELLO * 10
+            + b"QUIT\r\n"
+        ],
+    ),
+    # NOOP, RSET, VRFY and HELP past the junk limit (3) are errors, until a message is accepted.
+    "junk": encode(
+        RECHUNK,
+        ROOMY,
+        15,
+        [
+            HELLO + b"NOOP\r\nRSET\r\nVRFY x\r\nHELP\r\n" + TRANSACTION[len(HELLO) :],
+            b"hi\r\n.\r\n" + b"NOOP\r\n" * 30 + b"QUIT\r\n",
+        ],
+    ),
+    # Replies that are errors now: 454 (no TLS), 552 (SIZE too big), 452 (too many recipients).
+    "counted-refusals": encode(
+        JUNK_1,
+        SMALL,
+        16,
+        [
+            HELLO
+            + b"STARTTLS\r\nMAIL FROM:<a@example.org> SIZE=999999\r\n"
+            + ENVELOPE
+            + b"RCPT TO:<c@example.org>\r\n" * 3
+            + b"NOOP\r\nNOOP\r\n"
         ],
     ),
 }

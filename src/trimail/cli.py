@@ -332,7 +332,8 @@ def serve_command(args: argparse.Namespace) -> int:
     try:
         server = Server(config, make_handler(config))
     except TlsSetupError as exc:
-        print(f"trimail serve: error: --tls-cert: {exc}", file=sys.stderr)
+        field = "--tls-cert" if args.__dict__.get("tls.cert") is not None else "tls.cert"
+        print(f"trimail serve: error: {field}: {exc}", file=sys.stderr)
         return USAGE_ERROR
     try:
         trio.run(_serve_until_signalled, server)
@@ -342,10 +343,21 @@ def serve_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _configure_logging() -> None:
+    """One line per message and per session on stderr, made cheap: the log records carry no
+    caller, thread or process lookups (the logging docs' own optimisation), since at thousands
+    of messages a second those cost more than the line itself."""
+    logging._srcfile = None  # no stack walk per record to find the calling line
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s trimail: %(message)s"
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _configure_logging()
     args = build_parser().parse_args(argv)
     match args.command:
         case "serve":

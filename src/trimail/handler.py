@@ -71,6 +71,13 @@ class Handler(Protocol):
         client retry later."""
 
 
+def overrides(handler: Handler, hook: str) -> bool:
+    """True unless ``hook`` is BaseHandler's accept-everything default, which the server can
+    then skip calling (a saving on every command for handlers that only implement deliver)."""
+    default = getattr(BaseHandler, hook)
+    return getattr(type(handler), hook, None) is not default
+
+
 class BaseHandler:
     """Accepts every session, sender and recipient; subclasses override what they need and
     must implement ``deliver``."""

@@ -84,7 +84,7 @@ def test_exact_layout_for_one_recipient() -> None:
         (False, False, False, "SMTP"),
         (True, True, False, "UTF8SMTP"),
         (True, False, True, "ESMTPS"),
-        (False, False, True, "SMTPS"),
+        (False, False, True, "SMTP"),  # no registered name for HELO over TLS
         (True, True, True, "UTF8SMTPS"),
     ],
 )

@@ -9,16 +9,20 @@ STARTTLS handshakes that succeed or are abandoned, end of file, ``end_session`` 
 Because the driver only makes legal calls, any exception from the core is a bug.
 
 Every round (an input, then ``next_event`` until ``NEED_DATA``, a handshake or the end) yields
-an ordered transcript of replies, events and the driver's own calls. ``SessionModel`` replays
-it against the client's bytes, framed independently: one reply (or one decision) per command
-line in order, message content re-derived by a slow per-line un-dot-stuffing, STARTTLS
-pipelining discarded byte for byte. Each check that fails raises ``Violation`` with a ``kind``
-so a fuzzing campaign can set a known, already-reported kind aside and look for new ones.
+an ordered transcript of replies, events, the driver's own calls and its sends (at ``NEED_SEND``,
+which it must obey, and now and then of its own accord). ``SessionModel`` replays it against the
+client's bytes, framed independently: one reply (or one decision) per command line in order,
+message content re-derived by a slow per-line un-dot-stuffing, STARTTLS pipelining discarded
+byte for byte, the error and junk-command limits, and the output budget (``NEED_SEND`` exactly
+when the replies not yet taken reach ``max_pending_output`` in the command phase). Each check
+that fails raises ``Violation`` with a ``kind`` so a fuzzing campaign can set a known,
+already-reported kind aside and look for new ones.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import random
 import re
 from collections import deque
@@ -27,11 +31,13 @@ from typing import TypeVar
 
 import attrs
 
+from trimail.protocol import replies
 from trimail.protocol.addresses import Mailbox
 from trimail.protocol.connection import ServerConnection
 from trimail.protocol.envelope import Envelope, TlsInfo
 from trimail.protocol.events import (
     NEED_DATA,
+    NEED_SEND,
     EndReason,
     Event,
     MailFromRequest,
@@ -39,6 +45,7 @@ from trimail.protocol.events import (
     MessageData,
     MessageRejected,
     MessageStarted,
+    NeedData,
     RcptToRequest,
     SessionEnded,
     TlsUpgradeRequested,
@@ -66,6 +73,7 @@ KINDS = frozenset(
         "reply-status",  # missing enhanced status code, or one of the wrong class
         "model",  # a reply or event that does not fit the command line it answers
         "error-limit",  # the session did not end after exactly max_errors errors
+        "backpressure",  # NEED_SEND early, late or in DATA; unsent output over its bound
         "smuggling",  # message boundaries or content differ from the reference framing
         "starttls",  # bytes pipelined after an accepted STARTTLS were not discarded
         "memory",  # a buffer grew past its bound, or content was held back
@@ -117,6 +125,8 @@ class WireReply:
     status: str | None
     #: Text lines without the status prefix.
     lines: tuple[str, ...]
+    #: Octets on the wire, every CRLF included (what the reply costs the output budget).
+    size: int = attrs.field(default=0, eq=False)
 
     @property
     def pair(self) -> tuple[int, str | None]:
@@ -131,6 +141,7 @@ def parse_wire(data: bytes, checks: Checks = STRICT) -> list[WireReply]:
     found: list[WireReply] = []
     code: bytes | None = None
     texts: list[str] = []
+    size = 0
     *lines, rest = data.split(b"\r\n")
     if rest:
         checks.fail("reply-syntax", f"output does not end with CRLF: {data!r}")
@@ -150,20 +161,21 @@ def parse_wire(data: bytes, checks: Checks = STRICT) -> list[WireReply]:
             checks.fail("reply-syntax", f"code changes inside a multi-line reply: {data!r}")
         code = line_code
         texts.append(text.decode("utf-8", errors="replace"))
+        size += len(line) + 2
         if separator == b" ":
-            found.append(_wire_reply(int(code), texts, checks))
-            code, texts = None, []
+            found.append(_wire_reply(int(code), texts, size, checks))
+            code, texts, size = None, [], 0
     if code is not None:
         checks.fail("reply-syntax", f"unterminated multi-line reply in {data!r}")
     return found
 
 
-def _wire_reply(code: int, texts: list[str], checks: Checks) -> WireReply:
+def _wire_reply(code: int, texts: list[str], size: int, checks: Checks) -> WireReply:
     statuses = [match[0] if (match := _STATUS.match(text)) else None for text in texts]
     status = statuses[0]
     if status is None or code == 354:
         checks.check(code in _NO_STATUS, "reply-status", f"{code} without a status: {texts}")
-        return WireReply(code, None, tuple(texts))
+        return WireReply(code, None, tuple(texts), size)
     checks.check(
         all(each == status for each in statuses),
         "reply-status",
@@ -172,7 +184,7 @@ def _wire_reply(code: int, texts: list[str], checks: Checks) -> WireReply:
     checks.check(
         status[0] == str(code)[0], "reply-status", f"{code} with status of another class: {status}"
     )
-    return WireReply(code, status.strip(), tuple(text[len(status) :] for text in texts))
+    return WireReply(code, status.strip(), tuple(text[len(status) :] for text in texts), size)
 
 
 # -- the transcript ------------------------------------------------------------------------------
@@ -202,7 +214,14 @@ class EndCalled:
     replies: tuple[WireReply, ...]
 
 
-Item = WireReply | Event | Decided | EndCalled
+@attrs.frozen
+class Flushed:
+    """The driver took ``data_to_send()`` of its own accord (not at a ``NEED_SEND``)."""
+
+
+#: ``NEED_SEND`` appears in the transcript where the core returned it; the driver always takes
+#: ``data_to_send()`` right then, so it also marks a send. ``NEED_DATA`` ends a round.
+Item = WireReply | Event | NeedData | Decided | EndCalled | Flushed
 
 
 class Stop(enum.Enum):
@@ -224,6 +243,43 @@ END_REPLIES = (
     Reply(421, "4.4.2", ("driver: timeout",)),
     Reply(421, "4.3.2", ("driver: shutting down",)),
 )
+
+
+# -- the output budget ---------------------------------------------------------------------------
+
+
+def _size(reply: Reply) -> int:
+    return len(reply.to_bytes())
+
+
+@functools.cache
+def reply_allowance(limits: ProtocolLimits) -> int:
+    """The most output one step of the core can queue after its last budget check: the "one
+    reply's worth" that the replies not yet taken may exceed ``max_pending_output`` by.
+
+    The core checks the budget before each command line it parses (and before it ends at end
+    of file or asks for data), so the queue is below the budget when a step starts; a step then
+    adds the answer to one command, which is the largest of
+
+    * the EHLO reply: every extension, the client's name echoed at its longest;
+    * an error reply (one line, at most ``MAX_REPLY_LINE`` octets, which ``reply-too-long``
+      enforces) or HELP past the junk limit, either followed by the 421 of the error limit;
+    * a decision on MAIL or RCPT (the driver's refusal, then that 421; or ``end_session``);
+    * DATA, which checks no budget until the message is over: the 354, then the one reply that
+      ends the message (the queue id, the driver's refusal or ending, 550 5.6.0 or 552 5.3.4).
+    """
+    close = _size(replies.TOO_MANY_ERRORS)
+    extensions = ServerConnection(hostname=HOSTNAME, limits=limits, tls_available=True).extensions
+    ehlo = _size(replies.ehlo_ok(HOSTNAME, "x" * MAX_REPLY_LINE, extensions))
+    driver = max(_size(reply) for reply in (*REFUSALS, *END_REPLIES))
+    command = max(ehlo, MAX_REPLY_LINE + close, _size(replies.HELP) + close, driver + close)
+    message_end = max(
+        _size(replies.queued(QUEUE_ID)),
+        _size(replies.BARE_NEWLINE_IN_DATA),
+        _size(replies.MESSAGE_TOO_BIG),
+        driver,
+    )
+    return max(command, _size(replies.START_MAIL_INPUT) + message_end)
 
 
 # -- the reference body --------------------------------------------------------------------------
@@ -308,7 +364,9 @@ class SessionConfig:
 
 
 #: Syntax errors: allowed for any line that is not one of the canonical forms below. Every
-#: syntax or sequence error counts towards max_errors; 452, 454 and 552 do not.
+#: syntax or sequence error counts towards max_errors, and so do 454 (STARTTLS without TLS),
+#: 552 (MAIL with SIZE over the limit), 452 (RCPT past max_recipients) and NOOP, RSET, VRFY and
+#: HELP past max_junk_commands (each still with its normal reply).
 _SYNTAX_CODES = frozenset({500, 501, 553, 555})
 
 _ADDRESS = rb"[a-z0-9]{1,20}@[a-z0-9]{1,20}(?:\.[a-z0-9]{1,10}){0,3}"
@@ -349,6 +407,15 @@ class SessionModel:
         self.early_talker = False
         self.eof = False
         self.errors = 0
+        #: NOOP/RSET/VRFY/HELP answered since the session began or a message was accepted.
+        self.junk = 0
+        #: Octets of replies queued and not yet taken by the driver, and the budget for them.
+        self.unsent = 0
+        self.budget = config.limits.max_pending_output
+        self.allowance = reply_allowance(config.limits)
+        #: For tests: how often NEED_SEND came, and the most output that was ever unsent.
+        self.need_sends = 0
+        self.most_unsent = 0
         self.client_name: str | None = None
         self.sender: Mailbox | None = None
         self.recipients: list[Mailbox] = []
@@ -422,12 +489,12 @@ class SessionModel:
                     f"the core waits for more DATA after the terminator: {bytes(self.body)!r}",
                 )
         self._done()
+        self.unsent = 0  # the driver sends whatever is queued at every stop
 
     def _done(self) -> None:
-        if self._items:
-            self.checks.fail(
-                "model", f"unexpected {self._items[0]!r} after line {self._last_line!r}"
-            )
+        head = self._head()
+        if head is not None:
+            self.checks.fail("model", f"unexpected {head!r} after line {self._last_line!r}")
             self._items.clear()
 
     def _run(self) -> None:
@@ -435,9 +502,9 @@ class SessionModel:
             if self.phase is Phase.CLOSED:
                 self._session_ended()
                 return
-            head = self._items[0] if self._items else None
+            head = self._head()
             if isinstance(head, EndCalled):
-                self._items.popleft()
+                self._pop()
                 self._ended_by_server(head.reply, head.replies)
                 continue
             if self.phase is Phase.HANDSHAKE:
@@ -459,16 +526,25 @@ class SessionModel:
     # -- command phase ------------------------------------------------------------------------
 
     def _command_step(self) -> bool:
+        head = self._head()
+        # Whatever the core does next in the command phase (parse a line, end at end of file,
+        # ask for data), it first checks the output budget: at or over it, it says NEED_SEND,
+        # which _head() has just consumed (and the driver's send emptied the queue).
+        self.checks.check(
+            self.unsent < self.budget,
+            "backpressure",
+            f"{self.unsent} octets unsent (budget {self.budget}) and the core went on with "
+            f"{self._peek_line()!r} (eof={self.eof}) instead of returning NEED_SEND",
+        )
         newline = self.inbox.find(b"\n")
         first = newline + 1 if newline != -1 else len(self.inbox)
-        head = self._items[0] if self._items else None
         if (
             isinstance(head, WireReply)
             and head.pair == (421, "4.7.0")
             and first > self.limits.absurd_line
         ):
             # The core may give up on an absurd line before its end arrives.
-            self._items.popleft()
+            self._pop()
             self._last_line = bytes(self.inbox[:80])
             self._close(EndReason.LINE_TOO_LONG)
             return True
@@ -501,9 +577,9 @@ class SessionModel:
             self._counted_error()
             return
         content = line[:-2]
-        head = self._items[0] if self._items else None
+        head = self._head()
         if isinstance(head, MailFromRequest | RcptToRequest):
-            self._items.popleft()
+            self._pop()
             self._request(content, head)
             return
         self._command_reply(content, self._reply(f"line {line!r}"))
@@ -538,6 +614,7 @@ class SessionModel:
                         or (size is not None and int(size) > self.limits.max_message_size),
                         f"{content!r} got {reply}",
                     )
+                    self._counted_error()
                 elif reply.code in _SYNTAX_CODES:
                     self._expect(canonical is None, f"{content!r} got {reply}")
                     self._counted_error()
@@ -557,6 +634,7 @@ class SessionModel:
                     self._counted_error()
                 elif reply.pair == (452, "4.5.3"):
                     self._expect(legal_rcpt and full, f"RCPT got {reply}")
+                    self._counted_error()
                 elif reply.code in _SYNTAX_CODES:
                     self._expect(_CANONICAL_RCPT.fullmatch(content) is None, f"{content!r}")
                     self._counted_error()
@@ -575,6 +653,7 @@ class SessionModel:
                 )
                 self.smtp = Smtp.CONNECTED if state is Smtp.CONNECTED else Smtp.READY
                 self._reset_transaction()
+                self._junk()
             case "QUIT":
                 self._expect(
                     _BARE["QUIT"].fullmatch(content) is not None and reply.pair == (221, "2.0.0"),
@@ -583,10 +662,13 @@ class SessionModel:
                 self._close(EndReason.QUIT)
             case "NOOP":
                 self._expect(reply.pair == (250, "2.0.0"), f"{content!r} got {reply}")
+                self._junk()
             case "VRFY":
                 self._expect(reply.pair == (252, "2.5.2"), f"{content!r} got {reply}")
+                self._junk()
             case "HELP":
                 self._expect(reply.pair == (214, "2.0.0"), f"{content!r} got {reply}")
+                self._junk()
             case "EXPN":
                 self._expect(reply.pair == (502, "5.5.1"), f"{content!r} got {reply}")
                 self._counted_error()
@@ -658,6 +740,7 @@ class SessionModel:
             self._counted_error()
         elif not self.config.tls_available:
             self._expect(reply.pair == (454, "4.7.0"), f"STARTTLS without TLS got {reply}")
+            self._counted_error()
         elif self.smtp in (Smtp.MAIL, Smtp.RCPT):
             self._expect(reply.pair == (503, "5.5.1"), f"STARTTLS in {self.smtp} got {reply}")
             self._counted_error()
@@ -733,12 +816,11 @@ class SessionModel:
         elif message is not None and len(message.content) > self.limits.max_message_size:
             expected = (552, "5.3.4")
         rejection_seen = False
-        while self._items:
-            head = self._items[0]
+        while (head := self._head()) is not None:
             if isinstance(head, EndCalled):
                 return True
             if isinstance(head, MessageData):
-                self._items.popleft()
+                self._pop()
                 self._message_data(head, raw, message)
                 continue
             if message is None:
@@ -749,7 +831,7 @@ class SessionModel:
                     f"{head!r} before the terminator; DATA so far {raw!r}",
                 )
                 return False
-            self._items.popleft()
+            self._pop()
             if isinstance(head, WireReply):
                 self.checks.check(
                     expected is not None and head.pair == expected and not rejection_seen,
@@ -822,6 +904,7 @@ class SessionModel:
                         f"{decided.replies[0]}",
                     )
                 self.messages += 1
+                self.junk = 0  # a client that delivers mail is not idling
                 self._end_of_message(message)
             case Decision.REFUSE:
                 assert decided.reply is not None
@@ -856,15 +939,22 @@ class SessionModel:
     def _counted_error(self) -> None:
         self.errors += 1
         if self.errors >= self.limits.max_errors:
-            head = self._items[0] if self._items else None
+            head = self._head()
             self.checks.check(
                 isinstance(head, WireReply) and head.pair == (421, "4.7.0"),
                 "error-limit",
                 f"error {self.errors} of {self.limits.max_errors} was followed by {head!r}",
             )
             if isinstance(head, WireReply):
-                self._items.popleft()
+                self._pop()
             self._close(EndReason.TOO_MANY_ERRORS)
+
+    def _junk(self) -> None:
+        """NOOP, RSET, VRFY or HELP was answered normally; past the limit it is also an error
+        (Postfix smtpd_junk_command_limit), until a message is accepted."""
+        self.junk += 1
+        if self.junk > self.limits.max_junk_commands:
+            self._counted_error()
 
     def _ended_by_server(self, reply: Reply, replies: Sequence[WireReply]) -> None:
         self._expect(
@@ -879,7 +969,7 @@ class SessionModel:
     def _session_ended(self) -> None:
         if self.ended is not None:
             return
-        head = self._items.popleft() if self._items else None
+        head = self._pop()
         assert self.end_reason is not None
         self._expect(
             head == SessionEnded(self.end_reason),
@@ -897,14 +987,59 @@ class SessionModel:
     def _expect(self, condition: bool, message: str) -> None:
         self.checks.check(condition, "model", f"{message} (after line {self._last_line!r})")
 
+    def _head(self) -> Item | None:
+        """The next item of the transcript after the driver's sends at its head, which empty
+        the output queue (a ``NEED_SEND`` is checked first: only in the command phase, only
+        with the budget reached)."""
+        while self._items:
+            head = self._items[0]
+            if head is NEED_SEND:
+                self.need_sends += 1
+                self.checks.check(
+                    self.phase is Phase.COMMAND and self.unsent >= self.budget,
+                    "backpressure",
+                    f"NEED_SEND in phase {self.phase} with {self.unsent} octets unsent "
+                    f"(budget {self.budget})",
+                )
+            elif not isinstance(head, Flushed):
+                return head
+            self._items.popleft()
+            self.unsent = 0
+        return None
+
+    def _pop(self) -> Item | None:
+        """Take the next item; the replies in it join the output not yet sent."""
+        head = self._head()
+        if head is None:
+            return None
+        self._items.popleft()
+        match head:
+            case WireReply():
+                self._queued(head.size)
+            case Decided(replies=said) | EndCalled(replies=said):
+                self._queued(sum(reply.size for reply in said))
+            case _:
+                pass
+        return head
+
+    def _queued(self, size: int) -> None:
+        self.unsent += size
+        self.most_unsent = max(self.most_unsent, self.unsent)
+        self.checks.check(
+            self.unsent <= self.budget + self.allowance,
+            "backpressure",
+            f"{self.unsent} octets unsent: over the budget {self.budget} plus one reply's "
+            f"worth ({self.allowance})",
+        )
+
     def _reply(self, what: str) -> WireReply:
-        head = self._items.popleft() if self._items else None
+        head = self._pop()
         if not isinstance(head, WireReply):
             raise Violation("model", f"expected a reply to {what}, got {head!r}")
         return head
 
     def _event(self, kind: type[T], what: str) -> T:
-        head = self._items.popleft() if self._items else None
+        head = self._pop()
         if not isinstance(head, kind):
             raise Violation("model", f"expected {kind.__name__} {what}, got {head!r}")
         return head
@@ -936,13 +1071,31 @@ class SessionReport:
     transcript: list[str]
 
 
+#: How often the driver sends (takes ``data_to_send()``) after an event when nothing obliges it
+#: to: never, as trimail's ``Session`` (which sends only at NEED_SEND, NEED_DATA, STARTTLS and
+#: the end, so replies to decisions pile up too), now and then, or after every event.
+SEND_RATES = (0.0, 0.0, 0.3, 1.0)
+#: At NEED_SEND the client may not be reading at all: the send times out and the shell ends the
+#: session (Session._farewell), with the client's later commands still unparsed.
+SEND_TIMEOUT = 0.02
+
+
 class _Driver:
     def __init__(
-        self, config: SessionConfig, rnd: random.Random, checks: Checks, trace: bool
+        self,
+        config: SessionConfig,
+        rnd: random.Random,
+        checks: Checks,
+        trace: bool,
+        send_rate: float | None,
     ) -> None:
         self.config = config
         self.rnd = rnd
         self.checks = checks
+        self.send_rate = rnd.choice(SEND_RATES) if send_rate is None else send_rate
+        #: The core's queue as far as ``said`` has read it, and those bytes (not sent yet).
+        self._seen = 0
+        self._unsent = bytearray()
         self.conn = ServerConnection(
             hostname=HOSTNAME,
             limits=config.limits,
@@ -958,36 +1111,84 @@ class _Driver:
         if self.trace is not None:
             self.trace.append(text)
 
-    def output(self) -> list[WireReply]:
-        data = self.conn.data_to_send()
-        if data:
-            self.note(f"  <- {data!r}")
+    def said(self) -> list[WireReply]:
+        """The replies the call just made queued, in order, without sending them.
+
+        A shell sends only now and then (``send``), yet the transcript must place every reply
+        where it was queued, so this reads the core's private queue; ``send`` checks that
+        ``data_to_send()`` then returns exactly the bytes read here."""
+        queue = self.conn._outgoing
+        data = b"".join(queue[self._seen :])
+        self._seen = len(queue)
+        if not data:
+            return []
+        self.note(f"  <- {data!r}")
+        self._unsent += data
         return parse_wire(data, self.checks)
+
+    def send(self) -> None:
+        """Take ``data_to_send()``: never more than the budget plus one reply's worth."""
+        data = self.conn.data_to_send()
+        if data != self._unsent:
+            raise AssertionError(
+                f"harness: data_to_send() returned {data[:200]!r}, not the queued replies "
+                f"{bytes(self._unsent[:200])!r}"
+            )
+        self._seen = 0
+        self._unsent.clear()
+        if not data:
+            return
+        self.note(f"  sent {len(data)} octets")
+        limits = self.config.limits
+        allowance = reply_allowance(limits)
+        self.checks.check(
+            len(data) <= limits.max_pending_output + allowance,
+            "backpressure",
+            f"{len(data)} octets were waiting to be sent: more than the budget "
+            f"{limits.max_pending_output} plus one reply's worth ({allowance})",
+        )
 
     def drain(self, items: list[Item]) -> Stop:
         conn, rnd = self.conn, self.rnd
         while True:
             event = conn.next_event()
-            items.extend(self.output())
-            if event is NEED_DATA:
-                return Stop.NEED_DATA
+            items.extend(self.said())
+            if isinstance(event, NeedData):
+                if event is NEED_DATA:
+                    self.send()  # RFC 2920 §3.2: flush before blocking on a read
+                    return Stop.NEED_DATA
+                # NEED_SEND: the core parses nothing more until the queue is taken.
+                self.note("  NEED_SEND")
+                items.append(event)
+                self.send()
+                if rnd.random() < SEND_TIMEOUT:
+                    reply = END_REPLIES[0]
+                    self.note(f"  send timed out: end_session({reply.code})")
+                    conn.end_session(reply)
+                    items.append(EndCalled(reply, tuple(self.said())))
+                continue
             self.note(f"  event {event!r}")
             items.append(event)
             match event:
                 case MailFromRequest() | RcptToRequest() | MessageComplete():
                     items.append(self.decide(event))
                 case TlsUpgradeRequested():
+                    self.send()  # the 220 goes out before the handshake
                     return Stop.HANDSHAKE
                 case SessionEnded():
+                    self.send()
                     return Stop.ENDED
                 case MessageStarted() | MessageData() if rnd.random() < 0.01:
                     # A shell whose spool failed may give up in the middle of a message.
                     reply = rnd.choice(END_REPLIES)
                     self.note(f"  end_session({reply.code})")
                     conn.end_session(reply)
-                    items.append(EndCalled(reply, tuple(self.output())))
+                    items.append(EndCalled(reply, tuple(self.said())))
                 case _:
                     pass
+            if self.send_rate and rnd.random() < self.send_rate:
+                self.send()
+                items.append(Flushed())
 
     def decide(self, request: MailFromRequest | RcptToRequest | MessageComplete) -> Decided:
         conn, roll = self.conn, self.rnd.random()
@@ -1005,7 +1206,7 @@ class _Driver:
             decision, reply = Decision.END_SESSION, self.rnd.choice(END_REPLIES)
             conn.end_session(reply)
         self.note(f"  {decision.value} {reply.code if reply else ''}")
-        return Decided(request, decision, reply, tuple(self.output()))
+        return Decided(request, decision, reply, tuple(self.said()))
 
     def round(self, inputs: Sequence[bytes | None], *, end: Reply | None = None) -> Stop:
         """Feed ``inputs`` (None is end of file) without draining in between, then drain."""
@@ -1016,7 +1217,7 @@ class _Driver:
         if end is not None:
             self.note(f"end_session({end.code})")
             conn.end_session(end)
-            items.append(EndCalled(end, tuple(self.output())))
+            items.append(EndCalled(end, tuple(self.said())))
         for data in inputs:
             self.note(f"-> {data!r}" if data is not None else "-> EOF")
             if data is None:
@@ -1068,6 +1269,16 @@ class _Driver:
             "error-limit",
             f"{conn.errors} errors, model {model.errors}",
         )
+        self.checks.check(
+            conn.junk_commands == model.junk,
+            "error-limit",
+            f"{conn.junk_commands} junk commands, model {model.junk}",
+        )
+        self.checks.check(
+            conn.over_soft_error_limit is (model.errors > limits.soft_errors),
+            "error-limit",
+            f"over_soft_error_limit={conn.over_soft_error_limit} with {model.errors} errors",
+        )
         expected = State.DATA if model.phase is Phase.DATA else _STATES[model.smtp]
         self.checks.check(
             conn.state is expected, "model", f"state {conn.state}, model {model.smtp}/{model.phase}"
@@ -1100,9 +1311,12 @@ def run_session(
     checks: Checks = STRICT,
     *,
     trace: bool = False,
+    send_rate: float | None = None,
 ) -> SessionReport:
-    """Play one session: ``pieces`` are the client's bytes as they arrive (none empty)."""
-    drv = _Driver(config, rnd, checks, trace)
+    """Play one session: ``pieces`` are the client's bytes as they arrive (none empty).
+    ``send_rate``: how often the driver sends after an event without being told to (by default
+    one of ``SEND_RATES``, drawn from ``rnd``)."""
+    drv = _Driver(config, rnd, checks, trace, send_rate)
     try:
         return _play(drv, [piece for piece in pieces if piece])
     except Violation as exc:
@@ -1121,7 +1335,7 @@ def _play(drv: _Driver, pieces: list[bytes]) -> SessionReport:
     conn, rnd, config = drv.conn, drv.rnd, drv.config
     if config.greet:
         conn.greet()
-        drv.model.greet(drv.output())
+        drv.model.greet(drv.said())  # sent with the replies of the first round
     queue = deque(pieces)
     stop = Stop.NEED_DATA
     while stop is not Stop.ENDED:

@@ -15,6 +15,7 @@ from trimail.protocol.events import (
     Event,
     MailFromRequest,
     MessageComplete,
+    NeedData,
     RcptToRequest,
     SessionEnded,
     TlsUpgradeRequested,
@@ -119,8 +120,11 @@ class Driver:
         new: list[Event] = []
         while True:
             event = self.conn.next_event()
-            if event is NEED_DATA:
-                break
+            if isinstance(event, NeedData):
+                if event is NEED_DATA:
+                    break
+                self.output += self.conn.data_to_send()  # NEED_SEND: send, then go on
+                continue
             new.append(event)
             self.events.append(event)
             match event:

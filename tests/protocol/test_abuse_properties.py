@@ -4,8 +4,11 @@ same ones, coverage-guided and for much longer).
 
 ``test_properties.py`` already covers an accepting driver over SMTP fragments and the DATA
 decoder alone; here the driver also refuses, ends sessions, runs STARTTLS and stops reading,
-the commands come from a grammar of valid and broken ESMTP, and every reply is matched to the
-command line it answers. The tests at the end pin down the bugs the fuzzer found.
+the commands come from a grammar of valid and broken ESMTP (with floods of one pipelined command),
+every reply is matched to the command line it answers, and the driver sends only when it must
+(NEED_SEND, NEED_DATA) or now and then. The tests at the end show that the output budget, the
+junk-command limit and the errors that used to be free are modelled (and that the model rejects
+a core with the old rules), and pin down the bugs the fuzzer found.
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ import random
 import re
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from trimail.protocol import replies
 from trimail.protocol.connection import ServerConnection
 from trimail.protocol.events import (
     NEED_DATA,
+    NEED_SEND,
     EndReason,
     MailFromRequest,
     MessageComplete,
@@ -41,8 +45,11 @@ from .invariants import (
     TLS_INFO,
     Checks,
     SessionConfig,
+    SessionReport,
+    Violation,
     parse_wire,
     reference_message,
+    reply_allowance,
     run_session,
 )
 from .support import Driver, events_of, new_connection
@@ -232,10 +239,34 @@ transaction = st.tuples(
     message,
 ).map(b"".join)
 
+#: One command pipelined again and again by a client that does not read its replies: fills the
+#: output budget (NEED_SEND) and runs past the junk-command and recipient limits.
+flooded = st.sampled_from(
+    [
+        b"HELP",
+        b"NOOP",
+        b"VRFY x",
+        b"RSET",
+        b"EHLO flood.example",
+        b"RCPT TO:<f@example.org>",
+        b"MAIL FROM:<a@example.org> SIZE=99999999",
+        b"STARTTLS",
+    ]
+)
+flood = st.tuples(
+    st.one_of(flooded, flooded, command),
+    st.sampled_from([3, 12, 40, 100]),
+).map(lambda pair: (pair[0] + CRLF) * pair[1])
+#: Floods of commands that the core answers without a decision (or refuses without ending).
+reply_flood = st.tuples(flooded, st.sampled_from([12, 40, 100])).map(
+    lambda pair: (pair[0] + CRLF) * pair[1]
+)
+
 unit = st.one_of(
     transaction,
     command_line,
     command_line,
+    flood,
     st.sampled_from([b"STARTTLS\r\n", b"RSET\r\n", b"EHLO again.example\r\n"]),
 )
 #: A session: mostly a greeting first, at least one transaction among stray commands.
@@ -255,6 +286,9 @@ limits = st.builds(
     max_recipients=st.integers(1, 3),
     max_errors=st.sampled_from([1, 3, 20, 20, 20]),
     max_message_size=st.sampled_from([1024, 1500, 1 << 16]),
+    max_junk_commands=st.sampled_from([1, 3, 10, 100]),
+    # 1024 is the least allowed; a few floods of replies reach it.
+    max_pending_output=st.sampled_from([1024, 1024, 2000, 16 * 1024]),
 )
 configs = st.builds(
     SessionConfig,
@@ -268,11 +302,11 @@ configs = st.builds(
 
 
 @st.composite
-def pieces_of(draw: st.DrawFn, data: bytes) -> list[bytes]:
+def pieces_of(draw: st.DrawFn, data: bytes, max_cuts: int = 16) -> list[bytes]:
     """``data`` cut at a few random points (shrinks towards fewer, larger pieces)."""
     if not data:
         return []
-    cuts = draw(st.lists(st.integers(1, max(1, len(data) - 1)), max_size=16))
+    cuts = draw(st.lists(st.integers(1, max(1, len(data) - 1)), max_size=max_cuts))
     points = sorted({0, len(data), *(cut for cut in cuts if 0 < cut < len(data))})
     return [data[a:b] for a, b in itertools.pairwise(points)]
 
@@ -286,7 +320,56 @@ def test_abusive_sessions_keep_every_invariant(
     config: SessionConfig, pieces: list[bytes], rnd: random.Random
 ) -> None:
     """Random sessions, pieces and decisions: every invariant in ``invariants.py`` holds."""
-    run_session(config, pieces, rnd, KNOWN_BUGS)
+    report = run_session(config, pieces, rnd, KNOWN_BUGS)
+    # Shown by --hypothesis-show-statistics: how often the new paths are reached.
+    event("NEED_SEND" if report.model.need_sends else "no NEED_SEND")
+    limits = config.limits
+    event("past the junk limit" if report.model.junk > limits.max_junk_commands else "junk ok")
+
+
+#: A client that pipelines far more than it reads its replies, against the least output budget
+#: and low junk and error limits, so NEED_SEND and both limits come up often. Its bytes arrive
+#: in a few large reads (the driver sends at every NEED_DATA, so small reads never fill the
+#: budget).
+flood_sessions = st.tuples(
+    st.sampled_from([b"EHLO client.example\r\n", b"HELO client.example\r\n", b""]),
+    st.lists(
+        st.one_of(reply_flood, reply_flood, flood, transaction, command_line),
+        min_size=1,
+        max_size=6,
+    ).map(b"".join),
+).map(b"".join)
+flood_configs = st.builds(
+    SessionConfig,
+    limits=st.builds(
+        ProtocolLimits,
+        max_pending_output=st.sampled_from([1024, 1024, 1500]),
+        max_junk_commands=st.sampled_from([1, 5, 30, 100]),
+        max_errors=st.sampled_from([5, 20, 60]),
+        max_recipients=st.integers(1, 5),
+        max_message_size=st.just(1024),
+    ),
+    tls_available=st.booleans(),
+    eof_at_end=st.booleans(),
+)
+
+
+@SETTINGS
+@given(
+    flood_configs,
+    flood_sessions.flatmap(lambda data: pieces_of(data, max_cuts=3)),
+    st.randoms(use_true_random=True),
+)
+def test_clients_that_pipeline_without_reading_keep_every_invariant(
+    config: SessionConfig, pieces: list[bytes], rnd: random.Random
+) -> None:
+    """Floods of pipelined commands: replies wait for the shell at the output budget (and only
+    there), junk commands turn into errors, and every other invariant still holds."""
+    report = run_session(config, pieces, rnd, KNOWN_BUGS)
+    event("NEED_SEND" if report.model.need_sends else "no NEED_SEND")
+    limits = config.limits
+    event("past the junk limit" if report.model.junk > limits.max_junk_commands else "junk ok")
+    event(f"ended: {report.model.end_reason}")
 
 
 @SETTINGS
@@ -358,6 +441,188 @@ def test_nothing_pipelined_after_starttls_is_ever_answered(injected: bytes, befo
     assert conn.errors == 1
 
 
+# -- the output budget, junk commands and errors that used to be free, modelled ---------------
+
+
+class _Agreeable(random.Random):
+    """The driver's dice for a session whose course is known: every roll is 0.5, so each piece
+    is read in a round of its own, every MAIL, RCPT and message is accepted and the driver
+    never ends the session or gives up on a send (its ``rnd.choice`` picks still follow the
+    seed)."""
+
+    def random(self) -> float:
+        return 0.5
+
+
+HELLO = b"EHLO client.example\r\n"
+ENVELOPE = b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n"
+MESSAGE = ENVELOPE + b"DATA\r\nhello\r\n.\r\n"
+
+
+def _session(
+    limits: ProtocolLimits, *pieces: bytes, send_rate: float | None = 0.0
+) -> SessionReport:
+    """One session against the model (which raises on any violation) with an agreeable shell
+    that, unless told otherwise, sends only at NEED_SEND and NEED_DATA, as Session does."""
+    return run_session(SessionConfig(limits=limits), pieces, _Agreeable(1), send_rate=send_rate)
+
+
+@pytest.mark.parametrize("send_rate", [0.0, 1.0, None])
+def test_a_pipelined_help_flood_waits_at_the_output_budget_and_is_answered_in_order(
+    send_rate: float | None,
+) -> None:
+    """A client that pipelines 60 HELPs without reading: the core stops at the budget with
+    NEED_SEND (only there: the model checks every NEED_SEND, and that none is missing), the
+    driver sends and carries on, and every HELP gets its 214 in order."""
+    limits = ProtocolLimits(max_pending_output=1024, max_junk_commands=1000)
+    help_size = len(replies.HELP.to_bytes())
+    report = _session(limits, HELLO + b"HELP\r\n" * 60 + b"QUIT\r\n", send_rate=send_rate)
+    assert report.model.end_reason is EndReason.QUIT
+    assert report.model.need_sends >= 60 * help_size // 1024
+    assert 1024 <= report.model.most_unsent < 1024 + help_size <= 1024 + reply_allowance(limits)
+    # The same flood straight into the core: the sends between NEED_SENDs join up to exactly
+    # one reply per command, in order.
+    conn = ServerConnection(hostname=HOSTNAME, limits=limits)
+    conn.greet()
+    conn.receive_data(b"HELP\r\n" * 60 + b"QUIT\r\n")
+    sends = []
+    while (happened := conn.next_event()) is NEED_SEND:
+        sends.append(conn.data_to_send())
+    assert happened == SessionEnded(EndReason.QUIT)
+    assert all(1024 <= len(sent) < 1024 + help_size for sent in sends)
+    assert len(sends) == report.model.need_sends
+    said = parse_wire(b"".join(sends) + conn.data_to_send())
+    assert [reply.pair for reply in said] == [(220, None)] + [(214, "2.0.0")] * 60 + [
+        (221, "2.0.0")
+    ]
+
+
+def test_need_send_waits_for_the_end_of_a_message() -> None:
+    """Replies to decisions pile up too (the shell sends at NEED_SEND and NEED_DATA only), and
+    DATA checks no budget: the 354 takes the queue over it, and NEED_SEND comes once the message
+    is accepted, before the next command."""
+    limits = ProtocolLimits(max_pending_output=1024)
+    noop, go_ahead = len(replies.OK.to_bytes()), len(replies.START_MAIL_INPUT.to_bytes())
+    noops = (1024 - 1) // noop  # just under the budget
+    assert noops * noop + go_ahead >= 1024
+    report = _session(
+        limits, HELLO + ENVELOPE, b"NOOP\r\n" * noops + b"DATA\r\nhello\r\n.\r\nNOOP\r\n"
+    )
+    assert report.model.messages == 1
+    assert report.model.need_sends == 1
+    assert report.model.most_unsent >= noops * noop + go_ahead + len(
+        replies.queued("Q1").to_bytes()
+    )
+    assert report.conn.junk_commands == 1  # reset by the accepted message, then one NOOP
+
+
+@pytest.mark.parametrize(
+    ("wire", "errors", "junk", "end"),
+    [
+        (HELLO + b"NOOP\r\n" * 100, 0, 100, None),
+        (HELLO + b"NOOP\r\n" * 101, 1, 101, None),
+        (HELLO + b"NOOP\r\nRSET\r\nVRFY x\r\nHELP\r\n" * 25 + b"HELP\r\n", 1, 101, None),
+        (HELLO + b"NOOP\r\n" * 100 + MESSAGE + b"NOOP\r\n" * 100, 0, 100, None),
+        (HELLO + b"NOOP\r\n" * 119, 19, 119, None),
+        (HELLO + b"NOOP\r\n" * 130, 20, 120, EndReason.TOO_MANY_ERRORS),
+    ],
+    ids=["100-free", "101st-noop", "mixed-junk", "reset-by-a-message", "tarpit", "hard-limit"],
+)
+def test_junk_commands_past_the_limit_are_errors(
+    wire: bytes, errors: int, junk: int, end: EndReason | None
+) -> None:
+    """Postfix's smtpd_junk_command_limit (100): NOOP, RSET, VRFY and HELP past it still get
+    their reply but count as errors (so the tarpit and the hard limit of 20 apply), until a
+    message is accepted. The model counts them itself and checks the core's counts."""
+    report = _session(ProtocolLimits(), wire)
+    assert report.model.errors == errors == report.conn.errors
+    assert report.model.junk == junk == report.conn.junk_commands
+    assert report.model.end_reason is end
+    assert report.conn.over_soft_error_limit is (errors > 10)
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        HELLO + b"STARTTLS\r\n" * 3,
+        HELLO + b"MAIL FROM:<a@example.org> SIZE=2000\r\n" * 3,
+        HELLO + b"MAIL FROM:<a@example.org>\r\n" + b"RCPT TO:<b@example.org>\r\n" * 4,
+    ],
+    ids=["454-starttls-unavailable", "552-mail-size", "452-too-many-recipients"],
+)
+def test_replies_that_used_to_be_free_count_as_errors(wire: bytes) -> None:
+    """454 4.7.0 (STARTTLS without TLS), 552 5.3.4 (MAIL SIZE over the limit) and 452 4.5.3
+    (RCPT past max_recipients) are errors now: the third ends the session at max_errors=3."""
+    limits = ProtocolLimits(max_errors=3, max_recipients=1, max_message_size=1024)
+    report = _session(limits, wire + b"NOOP\r\n")
+    assert report.model.errors == 3
+    assert report.model.end_reason is EndReason.TOO_MANY_ERRORS
+
+
+def _queue_uncounted(conn: ServerConnection, reply: replies.Reply) -> None:
+    conn._outgoing.append(reply.to_bytes())
+
+
+def _queue_counted_twice(conn: ServerConnection, reply: replies.Reply) -> None:
+    conn._outgoing.append(reply.to_bytes())
+    conn._outgoing_size += 2 * len(reply.to_bytes())
+
+
+def _queue_counted_short(conn: ServerConnection, reply: replies.Reply) -> None:
+    # NEED_SEND comes a few replies late, still within budget plus one reply's worth: only the
+    # model's "nothing more before NEED_SEND" check sees it.
+    conn._outgoing.append(reply.to_bytes())
+    conn._outgoing_size += len(reply.to_bytes()) * 3 // 4
+
+
+_FREE = (replies.TLS_NOT_AVAILABLE, replies.MESSAGE_TOO_BIG, replies.TOO_MANY_RECIPIENTS)
+_counted_error = ServerConnection._error
+
+
+def _error_free_again(conn: ServerConnection, reply: replies.Reply) -> None:
+    if reply in _FREE:
+        conn._queue(reply)
+    else:
+        _counted_error(conn, reply)
+
+
+@pytest.mark.parametrize(
+    ("method", "mutant", "wire", "kind"),
+    [
+        ("_junk", ServerConnection._queue, HELLO + b"NOOP\r\n" * 101, "error-limit"),
+        ("_queue", _queue_uncounted, HELLO + b"HELP\r\n" * 30, "backpressure"),
+        ("_queue", _queue_counted_twice, HELLO + b"HELP\r\n" * 30, "backpressure"),
+        ("_queue", _queue_counted_short, HELLO + b"HELP\r\n" * 30, "backpressure"),
+        ("_error", _error_free_again, HELLO + b"STARTTLS\r\n", "error-limit"),
+        ("_error", _error_free_again, HELLO + b"MAIL FROM:<> SIZE=9999\r\n", "error-limit"),
+        (
+            "_error",
+            _error_free_again,
+            HELLO + ENVELOPE + b"RCPT TO:<c@example.org>\r\n",
+            "error-limit",
+        ),
+    ],
+    ids=[
+        "junk-free",
+        "no-budget",
+        "need-send-early",
+        "need-send-late",
+        "454-free",
+        "552-free",
+        "452-free",
+    ],
+)
+def test_the_model_rejects_a_core_with_the_old_rules(
+    monkeypatch: pytest.MonkeyPatch, method: str, mutant: object, wire: bytes, kind: str
+) -> None:
+    """The checks have teeth: each new rule, undone in the core, is a violation."""
+    monkeypatch.setattr(ServerConnection, method, mutant)
+    limits = ProtocolLimits(max_pending_output=1024, max_recipients=1, max_message_size=1024)
+    with pytest.raises(Violation) as caught:
+        _session(limits, wire, b"NOOP\r\n")
+    assert caught.value.kind == kind
+
+
 # -- what the fuzzer found ---------------------------------------------------------------------
 # Each of these failed against the tree the fuzzer first ran on (reproducers in fuzz/crashes/);
 # all were fixed in src/ (replies.echo, end_session on CLOSED) while the campaign ran, so they
@@ -368,10 +633,13 @@ def _output_of(*lines: bytes) -> list[bytes]:
     conn = ServerConnection(hostname=HOSTNAME)
     conn.greet()
     conn.receive_data(b"".join(line + CRLF for line in lines))
-    while (event := conn.next_event()) is not NEED_DATA:
-        if isinstance(event, MailFromRequest | RcptToRequest):
+    output = b""
+    while (happened := conn.next_event()) is not NEED_DATA:
+        if isinstance(happened, MailFromRequest | RcptToRequest):
             conn.accept()
-    return conn.data_to_send().split(CRLF)[:-1]
+        elif happened is NEED_SEND:
+            output += conn.data_to_send()
+    return (output + conn.data_to_send()).split(CRLF)[:-1]
 
 
 def test_ehlo_reply_lines_fit_in_512_octets() -> None:

@@ -10,7 +10,7 @@ import trio
 
 from tests.server.running import running_server
 from tests.smtp_wire import WireClient
-from trimail.config.model import AdmissionConfig, ListenAddress, Rate, ServerConfig
+from trimail.config.model import AdmissionConfig, ListenAddress, Rate, ServerConfig, Timeouts
 from trimail.delivery.memory import MemoryHandler
 from trimail.protocol.limits import ProtocolLimits
 
@@ -209,3 +209,25 @@ async def test_thirty_unknown_verbs_end_the_session_at_the_error_limit() -> None
             codes = [(await client.reply()).code for _ in range(21)]
             assert codes == [500] * 20 + [421]
             assert await client.closed()
+
+
+async def test_a_pipelined_flood_is_answered_in_order_with_bounded_output() -> None:
+    """2000 pipelined HELPs: replies go out in budget-sized batches as the client reads, and the
+    junk limit turns the flood into errors that end the session (100 free + 20 counted)."""
+    config = ServerConfig(timeouts=Timeouts(error_delay=0))
+    async with running_server(MemoryHandler(), config=config) as (_, address), clients() as held:
+        with trio.fail_after(BOUND):
+            client = await connect(address.port)
+            held.append(client)
+            assert (await client.reply()).code == 220
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_send_ignoring_reset, client, b"HELP\r\n" * 2000)
+                codes = [(await client.reply()).code for _ in range(121)]
+            assert codes == [214] * 120 + [421]
+            assert await client.closed()
+
+
+async def _send_ignoring_reset(client: WireClient, data: bytes) -> None:
+    # The server stops reading once it ends the session, so the tail of the flood may bounce.
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await client.send(data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import trimail.server.admission as admission_module
 from trimail.config.model import AdmissionConfig, Rate
 from trimail.protocol import replies
 from trimail.protocol.addresses import Mailbox
@@ -75,8 +76,29 @@ def test_memory_stays_bounded_under_a_flood_of_addresses() -> None:
         now = index / 1000  # 1000 new clients a second, each window 1 s long
         assert admission.admit_client(host, now) is None
         admission.release_client(host, now)
-    # Only clients whose one-second window is still open are remembered, plus a sweep's lag.
-    assert admission.tracked_clients <= 1000 + 1024
+    # Only clients whose one-second window is still open are remembered.
+    assert admission.tracked_clients <= 1001
+
+
+def test_beyond_the_tracking_cap_new_clients_are_admitted_untracked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(admission_module, "MAX_TRACKED_CLIENTS", 3)
+    config = AdmissionConfig(
+        max_connection_rate_per_ip=Rate(1, 60.0), max_connections_per_ip=1, exempt=()
+    )
+    admission = Admission(config)
+    for index in range(3):
+        assert admission.admit_client(f"192.0.2.{index}", 0) is None
+        admission.release_client(f"192.0.2.{index}", 0)
+    assert admission.tracked_clients == 3
+    # A fourth client is not rate-tracked, but its sessions are still counted.
+    assert admission.admit_client("192.0.2.9", 0) is None
+    assert admission.admit_client("192.0.2.9", 0) is replies.TOO_MANY_CONNECTIONS_FROM_YOU
+    admission.release_client("192.0.2.9", 0)
+    assert admission.admit_client("192.0.2.9", 0) is None  # no rate window held it back
+    # Tracked clients are still limited by rate.
+    assert admission.admit_client("192.0.2.0", 1) is replies.CONNECTION_RATE_EXCEEDED
 
 
 def test_a_ticket_releases_once_what_it_took() -> None:
@@ -99,12 +121,19 @@ def test_a_ticket_releases_once_what_it_took() -> None:
         (Mailbox("bob", "example.org.evil.test"), False),
         (Mailbox("bob", "xn--bcher-kva.example"), True),
         (Mailbox("bob", "bücher.example"), True),
+        (Mailbox("bob", "BÜCHER.example"), True),
         (Mailbox("bob", "[192.0.2.1]"), False),
         (Mailbox("Postmaster", ""), True),
+        # IDNA 2008, not 2003: the sharp s is its own letter.
+        (Mailbox("bob", "strasse.test"), False),
+        (Mailbox("bob", "straße.test"), True),
+        (Mailbox("bob", "xn--strae-oqa.test"), True),
+        (Mailbox("bob", "xn--invalid-.test"), False),
+        (Mailbox("bob", "a\u200db.test"), False),
     ],
 )
 def test_accept_domains(recipient: Mailbox, accepted: bool) -> None:
-    domains = RecipientDomains(("Example.org", "bücher.example"))
+    domains = RecipientDomains(("Example.org", "bücher.example", "straße.test"))
     assert domains.accepts(recipient) is accepted
 
 

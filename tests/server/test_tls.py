@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from cryptography.hazmat.primitives import serialization
 
 from tests.server.running import running_server
 from tests.smtp_wire import WireClient
@@ -269,3 +270,18 @@ async def test_starttls_without_a_certificate_is_454() -> None:
             assert (reply.code, reply.lines) == (454, ("4.7.0 TLS not available",))
             assert (await client.command("NOOP")).code == 250
             await client.stream.aclose()
+
+
+def test_an_encrypted_key_is_refused_instead_of_prompting(tmp_path: Path) -> None:
+    certs = issue(tmp_path / "certs")
+    encrypted = tmp_path / "encrypted.pem"
+    key = serialization.load_pem_private_key(certs.key.read_bytes(), password=None)
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    with pytest.raises(TlsSetupError, match="encrypted"):
+        Certificates(certs.cert, encrypted)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import functools
 import ipaddress
 import re
 
@@ -12,6 +13,7 @@ from ..protocol.envelope import Envelope
 _UNSAFE_IN_NAME = re.compile(r'[()<>;"\\\s]')
 
 
+@functools.lru_cache(maxsize=4096)
 def _address_literal(ip: str) -> str:
     try:
         address = ipaddress.ip_address(ip)
@@ -20,14 +22,22 @@ def _address_literal(ip: str) -> str:
     return f"[IPv6:{address}]" if address.version == 6 else f"[{address}]"
 
 
+@functools.lru_cache(maxsize=2)
+def _date(second: int) -> str:
+    """RFC 5322 date of a whole second: formatting it once per second, not per message, is a
+    measurable saving at thousands of messages a second."""
+    return email.utils.formatdate(second, localtime=True)
+
+
 def protocol_name(envelope: Envelope) -> str:
-    """The ``with`` keyword from the IANA mail transmission types (RFC 3848, RFC 6531)."""
-    if envelope.smtputf8:
-        name = "UTF8SMTP"
-    elif envelope.extended:
-        name = "ESMTP"
-    else:
-        name = "SMTP"
+    """The ``with`` keyword from the IANA mail transmission types (RFC 3848, RFC 6531).
+
+    HELO over TLS has no registered name ("SMTPS" is not one), so it is plain "SMTP"; the
+    "(using TLS...)" comment in the Received header still records the encryption.
+    """
+    if not envelope.extended:
+        return "SMTP"
+    name = "UTF8SMTP" if envelope.smtputf8 else "ESMTP"
     return name + ("S" if envelope.tls is not None else "")
 
 
@@ -51,7 +61,7 @@ def trace_headers(
     if len(envelope.recipients) == 1:
         # Naming the recipient only when there is one avoids disclosing Bcc recipients.
         clauses.append(f"for <{envelope.recipients[0]}>")
-    date = email.utils.formatdate(timestamp, localtime=True)
+    date = _date(int(timestamp))
     received = "\r\n\t".join(clauses) + f"; {date}"
     text = f"Return-Path: {envelope.reverse_path}\r\nReceived: {received}\r\n"
     return text.encode("utf-8")

@@ -1,7 +1,8 @@
 """ServerConnection: the whole server side of one SMTP session, without any I/O.
 
 The shell feeds bytes with ``receive_data`` (``b""`` for end of file), pulls events with
-``next_event`` until it returns ``NEED_DATA``, answers decision events with ``accept``,
+``next_event`` until it returns ``NEED_DATA`` (or ``NEED_SEND``: send, then ask again),
+answers decision events with ``accept``,
 ``accept_message`` or ``refuse``, and writes whatever ``data_to_send`` returns. Replies to
 pipelined commands accumulate in order, so the shell writes them in one ``send_all`` when it
 runs out of input (RFC 2920 §3.2: flush before blocking on a read).
@@ -36,6 +37,7 @@ from .envelope import Envelope, TlsInfo
 from .esmtp_params import MailParams
 from .events import (
     NEED_DATA,
+    NEED_SEND,
     EndReason,
     Event,
     MailFromRequest,
@@ -90,6 +92,8 @@ class ServerConnection:
         self.client_name: str | None = None
         self.extended = False
         self.errors = 0
+        #: NOOP/RSET/VRFY/HELP since the last accepted message (Postfix's junk commands).
+        self.junk_commands = 0
         self._buffer = ReceiveBuffer(self.limits.max_command_line)
         self._body_input: list[bytes] = []
         self._decoder: BodyDecoder | None = None
@@ -98,6 +102,7 @@ class ServerConnection:
         self._pending: Pending | None = None
         self._events: deque[Event] = deque()
         self._outgoing: list[bytes] = []
+        self._outgoing_size = 0
         self._eof = False
         self._greeted = False
         self._end_reason: EndReason | None = None
@@ -162,6 +167,8 @@ class ServerConnection:
             if self.state is State.CLOSED:
                 assert self._end_reason is not None
                 return SessionEnded(self._end_reason)
+            if self._decoder is None and self._outgoing_size >= self.limits.max_pending_output:
+                return NEED_SEND
             progressed = (
                 self._process_body() if self._decoder is not None else self._process_command()
             )
@@ -196,6 +203,7 @@ class ServerConnection:
         if not isinstance(self._pending, MessageComplete):
             raise LocalProtocolError("no message is waiting for a decision")
         self._take_pending()
+        self.junk_commands = 0  # a client that delivers mail is not idling
         self._finish_transaction(replies.queued(queue_id))
 
     def refuse(self, reply: Reply) -> None:
@@ -235,6 +243,7 @@ class ServerConnection:
     def data_to_send(self) -> bytes:
         out = b"".join(self._outgoing)
         self._outgoing.clear()
+        self._outgoing_size = 0
         return out
 
     # -- command phase ------------------------------------------------------------------------
@@ -285,7 +294,7 @@ class ServerConnection:
                     self._error(replies.TLS_REQUIRED)
                     return
                 if params.size is not None and params.size > self.limits.max_message_size:
-                    self._queue(replies.MESSAGE_TOO_BIG)
+                    self._error(replies.MESSAGE_TOO_BIG)
                     return
                 self._events.append(MailFromRequest(sender, params))
             case Rcpt(recipient=recipient):
@@ -293,7 +302,7 @@ class ServerConnection:
                     return
                 assert self._transaction is not None
                 if len(self._transaction.recipients) >= self.limits.max_recipients:
-                    self._queue(replies.TOO_MANY_RECIPIENTS)
+                    self._error(replies.TOO_MANY_RECIPIENTS)
                     return
                 self._events.append(RcptToRequest(recipient))
             case Data():
@@ -304,15 +313,15 @@ class ServerConnection:
             case Rset():
                 self._transaction = None
                 self.state = after_reset(self.state)
-                self._queue(replies.OK)
+                self._junk(replies.OK)
             case Noop():
-                self._queue(replies.OK)
+                self._junk(replies.OK)
             case Vrfy():
-                self._queue(replies.CANNOT_VRFY)
+                self._junk(replies.CANNOT_VRFY)
             case Expn():
                 self._error(replies.EXPN_REFUSED)
             case Help():
-                self._queue(replies.HELP)
+                self._junk(replies.HELP)
             case Quit():
                 self._queue(replies.BYE)
                 self._end(EndReason.QUIT)
@@ -321,7 +330,7 @@ class ServerConnection:
         if self.tls is not None:
             self._error(replies.TLS_ALREADY_ACTIVE)
         elif not self.tls_available:
-            self._queue(replies.TLS_NOT_AVAILABLE)
+            self._error(replies.TLS_NOT_AVAILABLE)
         elif self._sequenced(command):
             # Whatever the client sent after STARTTLS was sent in plaintext and must never be
             # read as a command of the encrypted session (CVE-2011-0411, CVE-2024-34083).
@@ -403,7 +412,17 @@ class ServerConnection:
         return pending
 
     def _queue(self, reply: Reply) -> None:
-        self._outgoing.append(reply.to_bytes())
+        data = reply.to_bytes()
+        self._outgoing.append(data)
+        self._outgoing_size += len(data)
+
+    def _junk(self, reply: Reply) -> None:
+        """A command that does not move a transaction on: free up to a limit, then an error."""
+        self.junk_commands += 1
+        if self.junk_commands > self.limits.max_junk_commands:
+            self._error(reply)
+        else:
+            self._queue(reply)
 
     def _error(self, reply: Reply) -> None:
         """Queue a protocol error; past the limit, end the session (Postfix hard_error_limit)."""

@@ -83,12 +83,18 @@ class SessionEnded:
 
 
 class NeedData(enum.Enum):
-    """Sentinel: feed more bytes with ``receive_data``."""
+    """Sentinels: the core cannot go on until the shell does its part."""
 
+    #: Send ``data_to_send()``, then feed more bytes with ``receive_data``.
     NEED_DATA = "need-data"
+    #: Replies are piling up (a client pipelining faster than it reads them): send
+    #: ``data_to_send()`` and call ``next_event`` again. Input waits unparsed meanwhile, so a
+    #: client that never reads cannot make the server queue replies without bound.
+    NEED_SEND = "need-send"
 
 
 NEED_DATA = NeedData.NEED_DATA
+NEED_SEND = NeedData.NEED_SEND
 
 Event = (
     MailFromRequest

@@ -30,6 +30,12 @@ class ProtocolLimits:
     #: Postfix smtpd_soft_error_limit: past this many errors each error reply is delayed
     #: (the I/O layer sleeps ``timeouts.error_delay``); at or above max_errors it never applies.
     soft_errors: int = attrs.field(default=10, validator=v.ge(0))
+    #: Postfix smtpd_junk_command_limit: NOOP, RSET, VRFY and HELP beyond this many (counted
+    #: until a message is accepted) count as errors, so they cannot keep a session alive forever.
+    max_junk_commands: int = attrs.field(default=100, validator=v.ge(1))
+    #: Replies queued but not yet sent beyond this stop parsing until they are sent: a client
+    #: that pipelines without reading cannot grow the server's output buffer without bound.
+    max_pending_output: int = attrs.field(default=16 * 1024, validator=v.ge(1024))
 
     def __attrs_post_init__(self) -> None:
         if self.absurd_line < self.max_command_line:

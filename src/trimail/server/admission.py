@@ -1,14 +1,17 @@
 """Admission control: how many sessions at once, per client, and how fast (Postfix anvil).
 
 Pure bookkeeping with the time passed in, so the accept loop can refuse a connection without
-starting a task, and tests can drive it with any clock. Memory stays bounded under a flood from
-many addresses: per-client entries exist only while a client has sessions or a live rate
-window, and expired windows are swept as new clients arrive.
+starting a task, and tests can drive it with any clock. Memory and time stay bounded under a
+flood from many addresses: a client entry exists only while it has sessions or a live rate
+window; windows sit in a heap by expiry, so each admission drops just the expired ones
+(no scans); and at most ``MAX_TRACKED_CLIENTS`` are tracked at all.
 """
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
+import logging
 
 import attrs
 
@@ -16,11 +19,14 @@ from ..config.model import AdmissionConfig, Rate
 from ..protocol import replies
 from ..protocol.replies import Reply
 
+log = logging.getLogger("trimail")
+
 #: Postfix smtpd_client_ipv6_prefix_length: one IPv6 client is a /84, since a single host can
 #: hop across the addresses of its /64 (and sites get a /56 or /48 anyway).
 IPV6_CLIENT_PREFIX = 84
-#: Sweep expired rate windows once this many new clients have been seen since the last sweep.
-_SWEEP_EVERY = 1024
+#: Beyond this many clients with live rate windows, new clients are not rate-tracked (they are
+#: still counted per session and globally): about 200 bytes each, so ~20 MB at worst.
+MAX_TRACKED_CLIENTS = 100_000
 
 
 Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
@@ -57,10 +63,8 @@ class _Window:
     started: float
     count: int = 0
 
-    def hit(self, now: float, rate: Rate) -> bool:
+    def hit(self, rate: Rate) -> bool:
         """Count one event; False when it is over the limit."""
-        if now - self.started >= rate.seconds:
-            self.started, self.count = now, 0
         self.count += 1
         return self.count <= rate.count
 
@@ -68,6 +72,8 @@ class _Window:
 @attrs.define
 class _Client:
     sessions: int = 0
+    #: False for a client first seen while the table was full: only its sessions count.
+    rate_limited: bool = True
     connects: _Window | None = None
     messages: _Window | None = None
 
@@ -77,7 +83,9 @@ class Admission:
         self.config = config
         self._exempt = config.exempt_networks
         self._clients: dict[str, _Client] = {}
-        self._new_since_sweep = 0
+        self._full = False
+        #: (when a window ends, client key): a heap, soonest first.
+        self._expiries: list[tuple[float, str]] = []
         #: Sessions admitted and not yet released, across all clients.
         self.sessions = 0
 
@@ -104,11 +112,14 @@ class Admission:
         ``release_client`` is owed)."""
         if self.exempt(host):
             return None
-        client = self._client(client_key(host), now)
+        key = client_key(host)
+        client = self._client(key, now)
         rate = self.config.max_connection_rate_per_ip
-        if not rate.unlimited:
-            client.connects = client.connects or _Window(now)
-            if not client.connects.hit(now, rate):
+        if client is None:  # untracked under a flood: only the session count applies
+            client = self._clients[key] = _Client(rate_limited=False)
+        if not rate.unlimited and client.rate_limited:
+            client.connects = self._current(client.connects, key, now, rate)
+            if not client.connects.hit(rate):
                 return replies.CONNECTION_RATE_EXCEEDED
         if client.sessions >= self.config.max_connections_per_ip:
             return replies.TOO_MANY_CONNECTIONS_FROM_YOU
@@ -131,9 +142,12 @@ class Admission:
         rate = self.config.max_message_rate_per_ip
         if rate.unlimited or self.exempt(host):
             return True
-        client = self._client(client_key(host), now)
-        client.messages = client.messages or _Window(now)
-        return client.messages.hit(now, rate)
+        key = client_key(host)
+        client = self._client(key, now)
+        if client is None or not client.rate_limited:
+            return True  # untracked under a flood
+        client.messages = self._current(client.messages, key, now, rate)
+        return client.messages.hit(rate)
 
     @property
     def tracked_clients(self) -> int:
@@ -141,19 +155,39 @@ class Admission:
 
     # -- bookkeeping --------------------------------------------------------------------------
 
-    def _client(self, key: str, now: float) -> _Client:
+    def _client(self, key: str, now: float) -> _Client | None:
+        """The client's entry, created if there is room; None when too many are tracked."""
+        self._expire(now)
         client = self._clients.get(key)
         if client is None:
-            self._new_since_sweep += 1
-            if self._new_since_sweep >= _SWEEP_EVERY:
-                self._sweep(now)
+            if len(self._clients) >= MAX_TRACKED_CLIENTS:
+                if not self._full:
+                    log.warning(
+                        "admission: %d clients tracked; new ones are not rate-limited",
+                        MAX_TRACKED_CLIENTS,
+                    )
+                    self._full = True
+                return None
+            self._full = False
             client = self._clients[key] = _Client()
         return client
 
-    def _sweep(self, now: float) -> None:
-        self._new_since_sweep = 0
-        for key in [key for key, client in self._clients.items() if self._idle(client, now)]:
-            del self._clients[key]
+    def _current(self, window: _Window | None, key: str, now: float, rate: Rate) -> _Window:
+        """The client's live window, or a new one (queued for expiry) if it has none."""
+        if window is not None and now < window.started + rate.seconds:
+            return window
+        heapq.heappush(self._expiries, (now + rate.seconds, key))
+        return _Window(now)
+
+    def _expire(self, now: float) -> None:
+        """Drop clients whose windows all ended (a new window pushes a new expiry, so a client
+        still in use is looked at again later)."""
+        expiries = self._expiries
+        while expiries and expiries[0][0] <= now:
+            _, key = heapq.heappop(expiries)
+            client = self._clients.get(key)
+            if client is not None and self._idle(client, now):
+                del self._clients[key]
 
     def _idle(self, client: _Client, now: float) -> bool:
         """No sessions and no rate window that still matters."""
@@ -166,7 +200,8 @@ class Admission:
 
 
 def _expired(window: _Window | None, rate: Rate, now: float) -> bool:
-    return window is None or now - window.started >= rate.seconds
+    # The same arithmetic as the expiry heap (start + seconds), so floats agree on "ended".
+    return window is None or window.started + rate.seconds <= now
 
 
 class Ticket:

@@ -1,32 +1,34 @@
-"""Which recipients this server takes mail for: relay safety for ``accept_domains``."""
+"""Which recipients this server takes mail for: relay safety for ``accept_domains``.
+
+Domains are compared by their IDNA 2008 A-labels (UTS 46 mapping, non-transitional, as
+browsers and current MTAs resolve them), so "Bücher.example", "bücher.example" and
+"xn--bcher-kva.example" are one domain while "straße.test" and "strasse.test" stay two.
+"""
 
 from __future__ import annotations
 
-import contextlib
+import idna
 
 from ..protocol.addresses import Mailbox
 
 
-def _normal(domain: str) -> str:
-    return domain.rstrip(".").lower()
-
-
-def _spellings(domain: str) -> set[str]:
-    """A domain as written and, for an internationalised one, its ASCII (IDNA) form too."""
-    names = {_normal(domain)}
-    if not domain.isascii():
-        with contextlib.suppress(UnicodeError):  # not a valid IDN: only the spelling as given
-            names.add(_normal(domain.encode("idna").decode("ascii")))
-    return names
+def a_label(domain: str) -> str | None:
+    """The domain's canonical ASCII form, or None if it is not a valid IDNA 2008 name."""
+    name = domain.rstrip(".")
+    if name.isascii():
+        return name.lower()
+    try:
+        return idna.encode(name, uts46=True, transitional=False).decode("ascii")
+    except idna.IDNAError:
+        return None
 
 
 class RecipientDomains:
     """``accept_domains``: without any, every recipient is accepted (a catch-all)."""
 
     def __init__(self, domains: tuple[str, ...]) -> None:
-        self._domains: set[str] = set()
-        for domain in domains:
-            self._domains |= _spellings(domain)
+        names = {a_label(domain) for domain in domains}
+        self._domains = {name for name in names if name}
 
     @property
     def catch_all(self) -> bool:
@@ -36,4 +38,4 @@ class RecipientDomains:
         # The bare <Postmaster> (RFC 5321 §4.1.1.3) is always ours.
         if self.catch_all or not recipient.domain:
             return True
-        return bool(_spellings(recipient.domain) & self._domains)
+        return a_label(recipient.domain) in self._domains

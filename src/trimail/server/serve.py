@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
 import socket
 from pathlib import Path
@@ -70,6 +71,7 @@ class Server:
             recipients=RecipientDomains(config.accept_domains),
         )
         self.admission = Admission(config.admission)
+        self._refusals = _RefusalLog()
         self._proxy_trusted = config.proxy.trusted_networks if config.proxy.enabled else None
         self._sessions: set[Session] = set()
         self._stop_requested = trio.Event()
@@ -164,30 +166,36 @@ class Server:
             if self._proxy_trusted is None:
                 refusal = ticket.admit_client(peer.host, trio.current_time())
             elif not address_in(peer.host, self._proxy_trusted):
-                log.warning("connection from %s refused: not a trusted PROXY source", peer)
+                self._refusals.note(peer, "not a trusted PROXY source")
                 ticket.release(trio.current_time())
                 stream.socket.close()
                 return None
             if refusal is None:
                 return peer, ticket
             ticket.release(trio.current_time())
-        log.info("connection from %s refused: %s", peer, refusal.text)
+        self._refusals.note(peer, refusal.text)
         if not implicit_tls and self._proxy_trusted is None:
-            _send_without_waiting(stream, refusal.to_bytes())
-        stream.socket.close()
+            _send_and_close(stream, refusal.to_bytes())
+        else:
+            stream.socket.close()
         return None
 
     async def _run_session(
         self, stream: trio.SocketStream, peer: Peer, ticket: Ticket, implicit_tls: bool
     ) -> None:
-        session = Session(
-            stream,
-            peer,
-            self._context,
-            implicit_tls=implicit_tls,
-            proxied=self._proxy_trusted is not None,
-            ticket=ticket,
-        )
+        try:
+            session = Session(
+                stream,
+                peer,
+                self._context,
+                implicit_tls=implicit_tls,
+                proxied=self._proxy_trusted is not None,
+                ticket=ticket,
+            )
+        except BaseException:
+            ticket.release(trio.current_time())
+            await trio.aclose_forcefully(stream)
+            raise
         if self.stopping:
             session.request_stop()
         self._sessions.add(session)
@@ -201,11 +209,40 @@ class Server:
             ticket.release(trio.current_time())
 
 
-def _send_without_waiting(stream: trio.SocketStream, data: bytes) -> None:
-    """Best effort: a fresh socket's send buffer is empty, so a short reply fits at once (the
-    socket is non-blocking, so a full buffer fails instead of stalling the accept loop)."""
+def _send_and_close(stream: trio.SocketStream, data: bytes) -> None:
+    """Say a short refusal and close, without ever waiting: a fresh socket's send buffer is
+    empty, so the reply fits at once (the socket is non-blocking, so a full buffer fails
+    instead of stalling the accept loop). Bytes the client already sent are read away first,
+    since closing with unread input would reset the connection and lose the reply."""
+    sock = stream.socket
     with contextlib.suppress(OSError):
-        os.write(stream.socket.fileno(), data)
+        os.write(sock.fileno(), data)
+        for _ in range(4):  # bounded: a flood of input gets a reset, not our time
+            if not os.read(sock.fileno(), 65536):
+                break
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+    sock.close()
+
+
+class _RefusalLog:
+    """One log line per second at most for refused connections, so a flood of them does not
+    become a flood of log lines (the count says how many were folded in)."""
+
+    INTERVAL = 1.0
+
+    def __init__(self) -> None:
+        self._since = -math.inf
+        self._folded = 0
+
+    def note(self, peer: Peer, reason: str) -> None:
+        now = trio.current_time()
+        if now - self._since < self.INTERVAL:
+            self._folded += 1
+            return
+        more = f" (and {self._folded} more refused in the last {now - self._since:.0f}s)"
+        log.info("connection from %s refused: %s%s", peer, reason, more if self._folded else "")
+        self._since, self._folded = now, 0
 
 
 async def serve(

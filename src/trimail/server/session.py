@@ -13,7 +13,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import attrs
@@ -22,7 +22,7 @@ import trio
 from ..config.model import Timeouts
 from ..delivery.message import Message
 from ..delivery.trace import trace_headers
-from ..handler import DeliveryError, Handler, SessionInfo
+from ..handler import DeliveryError, Handler, SessionInfo, overrides
 from ..peer import Peer
 from ..protocol import replies
 from ..protocol.addresses import Mailbox
@@ -74,6 +74,16 @@ class SessionContext:
     require_tls: bool = False
     #: ``accept_domains``: RCPT to other domains gets 550 5.7.1.
     recipients: RecipientDomains = attrs.Factory(lambda: RecipientDomains(()))
+    #: Which policy hooks the handler really implements; BaseHandler's defaults are skipped.
+    asks_on_connect: bool = attrs.field(
+        default=attrs.Factory(lambda self: overrides(self.handler, "on_connect"), takes_self=True)
+    )
+    asks_on_mail: bool = attrs.field(
+        default=attrs.Factory(lambda self: overrides(self.handler, "on_mail"), takes_self=True)
+    )
+    asks_on_rcpt: bool = attrs.field(
+        default=attrs.Factory(lambda self: overrides(self.handler, "on_rcpt"), takes_self=True)
+    )
 
 
 class SilentClose(Exception):
@@ -114,6 +124,11 @@ class Session:
         self._sender: Mailbox | None = None
         self._stopping = False
         self._idle_scope: trio.CancelScope | None = None
+        #: The deadline of every read and write on the hot path: one scope for the whole
+        #: conversation whose deadline is moved per operation (cheaper than a scope each), and
+        #: which a graceful stop cancels while the client is between commands.
+        self._io = trio.CancelScope()
+        self._awaiting_command = False
         self.messages_accepted = 0
         self.end_reason = "unknown"
 
@@ -123,6 +138,8 @@ class Session:
         self._stopping = True
         if self._idle_scope is not None:
             self._idle_scope.cancel()
+        elif self._awaiting_command:
+            self._io.cancel()
 
     def _new_connection(self, tls: TlsInfo | None = None) -> ServerConnection:
         context = self._context
@@ -148,7 +165,14 @@ class Session:
             if self._implicit_tls:
                 await self._upgrade()
                 self._conn = self._new_connection(describe(self._encrypted()))
-            await self._converse()
+            with self._io:
+                await self._converse()
+            if self._io.cancelled_caught:
+                # The shared I/O scope ends the conversation on a deadline or a graceful stop.
+                if self._stopping:
+                    await self._farewell(replies.SHUTTING_DOWN, "shutdown")
+                else:
+                    await self._farewell(replies.TIMEOUT, "timeout")
         except (HandshakeFailed, SilentClose) as exc:
             # Nothing can be said: the peer is mid-handshake or not speaking SMTP yet.
             self.end_reason = str(exc)
@@ -166,9 +190,10 @@ class Session:
                 await self._farewell(replies.INTERNAL_ERROR, "internal error")
             raise
         finally:
+            # Shielded (and each step bounded) so a forced shutdown still cleans up and logs.
             with trio.CancelScope(shield=True):
                 await self._discard_message()
-            await self._close()
+                await self._close()
             log.info(
                 "session %s helo=%s messages=%d ended: %s after %.1fs",
                 self._peer,
@@ -182,7 +207,7 @@ class Session:
         conn = self._conn
         early = None if self._stopping else await self._wait_before_greeting()
         refusal = None
-        if not self._stopping and early is None:
+        if not self._stopping and early is None and self._context.asks_on_connect:
             handler, peer = self._context.handler, self._peer
             refusal = await self._consult(
                 "on_connect", lambda: handler.on_connect(peer), replies.INTERNAL_ERROR
@@ -199,6 +224,8 @@ class Session:
         while True:
             event = conn.next_event()
             match event:
+                case NeedData.NEED_SEND:
+                    await self._flush()  # a client pipelining faster than it reads waits here
                 case NeedData.NEED_DATA:
                     await self._flush()
                     if self._stopping and conn.awaiting_command:
@@ -225,6 +252,8 @@ class Session:
                         )
                     await self._upgrade()
                     conn.tls_started(describe(self._encrypted()))
+                    # The handshake is not the client's next command: its time starts now.
+                    self._command_deadline = trio.current_time() + self._context.timeouts.command
                 case MessageStarted(envelope=envelope):
                     self._start_message(envelope)
                 case MessageData(data=data):
@@ -255,10 +284,12 @@ class Session:
         if self._ticket is not None and not self._ticket.allow_message(trio.current_time()):
             conn.refuse(replies.MESSAGE_RATE_EXCEEDED)
             return
-        handler, info = self._context.handler, self._session_info()
-        refusal = await self._consult(
-            "on_mail", lambda: handler.on_mail(info, sender), replies.LOCAL_ERROR
-        )
+        refusal = None
+        if self._context.asks_on_mail:
+            handler, info = self._context.handler, self._session_info()
+            refusal = await self._consult(
+                "on_mail", lambda: handler.on_mail(info, sender), replies.LOCAL_ERROR
+            )
         if refusal is not None:
             conn.refuse(refusal)
             return
@@ -270,10 +301,12 @@ class Session:
         if not self._context.recipients.accepts(recipient):
             conn.refuse(replies.RELAY_DENIED)
             return
-        handler, info = self._context.handler, self._session_info(self._sender)
-        refusal = await self._consult(
-            "on_rcpt", lambda: handler.on_rcpt(info, recipient), replies.LOCAL_ERROR
-        )
+        refusal = None
+        if self._context.asks_on_rcpt:
+            handler, info = self._context.handler, self._session_info(self._sender)
+            refusal = await self._consult(
+                "on_rcpt", lambda: handler.on_rcpt(info, recipient), replies.LOCAL_ERROR
+            )
         if refusal is not None:
             conn.refuse(refusal)
         else:
@@ -306,7 +339,7 @@ class Session:
         peer for logs, limits and the Received header."""
         buffer = b""
         header: ProxyHeader | None = None
-        with trio.move_on_after(self._context.timeouts.proxy_header):
+        with self._interruptible(), trio.move_on_after(self._context.timeouts.proxy_header):
             while header is None:
                 data = await self._receive_some()
                 if not data:
@@ -316,6 +349,8 @@ class Session:
                     header = parse_proxy_header(buffer)
                 except ProxyHeaderError as exc:
                     raise SilentClose(f"bad PROXY header: {exc}") from None
+        if self._stopping:
+            raise SilentClose("shutdown")
         if header is None:
             timeout = self._context.timeouts.proxy_header
             raise SilentClose(f"no PROXY header within {timeout:g}s")
@@ -341,17 +376,13 @@ class Session:
         raise SilentClose(f"refused: {refusal.text}")
 
     async def _wait_before_greeting(self) -> bytes | None:
-        """Sit out ``greeting_delay``: None if the client kept quiet, else what it sent
-        (``b""`` if it hung up), which makes it an early talker."""
+        """Sit out ``greeting_delay``: None if the client kept quiet, else what it sent (an
+        early talker), or ``b""`` if it hung up."""
         delay = self._context.timeouts.greeting_delay
         if delay <= 0:
             return None
-        scope = self._idle_scope = trio.CancelScope()
-        try:
-            with scope, trio.move_on_after(delay):
-                return await self._receive_some()
-        finally:
-            self._idle_scope = None
+        with self._interruptible(), trio.move_on_after(delay):
+            return await self._receive_some()
         return None
 
     # -- TLS ----------------------------------------------------------------------------------
@@ -390,19 +421,39 @@ class Session:
 
         Raises TooSlowError when the phase's deadline passes; ``run`` turns that into 421 4.4.2.
         """
-        clock = self._data_clock
+        # One bare CancelScope per read carries both the deadline and, between commands, a
+        # graceful stop: this is the hot path, so no nested scopes or context-manager wrappers.
+        clock, io = self._data_clock, self._io
         if clock is not None:
-            with trio.fail_at(clock.deadline(trio.current_time(), self._context.timeouts)):
+            io.deadline = clock.deadline(trio.current_time(), self._context.timeouts)
+            try:
                 data = await self._receive_some()
+            finally:
+                io.deadline = math.inf
             clock.received += len(data)
             return data
-        scope = self._idle_scope = trio.CancelScope()
+        if self._stopping:
+            return None
+        io.deadline = self._command_deadline
+        self._awaiting_command = True
         try:
-            with scope, trio.fail_at(self._command_deadline):
-                return await self._receive_some()
+            return await self._receive_some()
+        finally:
+            self._awaiting_command = False
+            io.deadline = math.inf
+
+    @contextlib.contextmanager
+    def _interruptible(self) -> Iterator[None]:
+        """A wait that a graceful stop ends at once (reading a command, sitting out a delay):
+        ``request_stop`` cancels it, and one that starts after the stop is cancelled already."""
+        scope = self._idle_scope = trio.CancelScope()
+        if self._stopping:
+            scope.cancel()
+        try:
+            with scope:
+                yield
         finally:
             self._idle_scope = None
-        return None
 
     async def _receive_some(self) -> bytes:
         try:
@@ -415,8 +466,17 @@ class Session:
         data = self._conn.data_to_send()
         if not data:
             return
-        with trio.fail_after(self._context.timeouts.command if timeout is None else timeout):
-            await self._stream.send_all(data)
+        if timeout is None:  # in the conversation: the shared scope carries the deadline
+            self._io.deadline = trio.current_time() + self._context.timeouts.command
+            try:
+                await self._stream.send_all(data)
+            finally:
+                self._io.deadline = math.inf
+        else:  # a last word, after the conversation
+            with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
+                await self._stream.send_all(data)
+            if scope.cancelled_caught:
+                raise trio.TooSlowError
         # RFC 5321 §4.5.3.2.7: the time for the next command counts from this reply.
         self._command_deadline = trio.current_time() + self._context.timeouts.command
 
@@ -426,8 +486,10 @@ class Session:
         conn = self._conn
         new_errors = conn.errors - max(self._errors_answered, conn.limits.soft_errors)
         self._errors_answered = conn.errors
-        if new_errors > 0:
-            await trio.sleep(new_errors * self._context.timeouts.error_delay)
+        if new_errors > 0 and conn.over_soft_error_limit:
+            # Interruptible, so a shutdown does not wait for a tarpitted client.
+            with self._interruptible():
+                await trio.sleep(new_errors * self._context.timeouts.error_delay)
 
     async def _farewell(self, reply: Reply, reason: str) -> None:
         self.end_reason = reason
@@ -480,21 +542,24 @@ class Session:
         self._data_clock = None
         conn, message = self._conn, self._message
         assert message is not None  # MessageStarted came first
-        try:
-            # Shielded (and bounded): once the content is complete, a shutdown must not
-            # separate "stored" from "queued the 250"; a cancel after this still sends the 250
-            # ahead of its 421.
-            with trio.CancelScope(shield=True):
-                outcome: str | Reply = replies.LOCAL_ERROR
+        # Shielded: once the content is complete, a shutdown must not separate "stored" from
+        # "queued the 250"; a cancel after this still sends the 250 ahead of its 421. The
+        # handler's time limit is this scope's deadline (one scope per message, not three).
+        limit = self._context.timeouts.handler
+        outcome: str | Reply = replies.LOCAL_ERROR
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + limit) as scope:
+            try:
                 if not self._spool_failed:
                     outcome = await self._handed_over(envelope, message)
-                if isinstance(outcome, str):
-                    conn.accept_message(message.queue_id)
-                else:
-                    conn.refuse(outcome)
-        finally:
-            with trio.CancelScope(shield=True):
+            finally:
                 await self._discard_message()
+        if scope.cancelled_caught:
+            log.error("message %s: delivery took longer than %gs", message.queue_id, limit)
+            outcome = replies.LOCAL_ERROR
+        if isinstance(outcome, str):
+            conn.accept_message(message.queue_id)
+        else:
+            conn.refuse(outcome)
         if isinstance(outcome, str):
             self.messages_accepted += 1
             log.info(
@@ -510,16 +575,11 @@ class Session:
 
     async def _handed_over(self, envelope: Envelope, message: Message) -> str | Reply:
         """The handler's receipt, or the reply to refuse with."""
-        limit = self._context.timeouts.handler
         try:
             await message.seal()
-            with trio.fail_after(limit):
-                outcome = await self._context.handler.deliver(envelope, message)
+            outcome = await self._context.handler.deliver(envelope, message)
         except DeliveryError as exc:
             log.error("message %s: %s", message.queue_id, exc)
-            return replies.LOCAL_ERROR
-        except trio.TooSlowError:
-            log.error("message %s: delivery took longer than %gs", message.queue_id, limit)
             return replies.LOCAL_ERROR
         except Exception:
             log.exception("message %s: delivery failed", message.queue_id)

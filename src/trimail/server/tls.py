@@ -37,7 +37,7 @@ def server_context(cert: Path, key: Path | None) -> ssl.SSLContext:
     # Renegotiation is a DoS vector and has no use in SMTP.
     context.options |= ssl.OP_NO_RENEGOTIATION
     try:
-        context.load_cert_chain(cert, key)
+        context.load_cert_chain(cert, key, password=_refuse_passphrase)
     except ssl.SSLError as exc:  # a subclass of OSError, so first
         files = f"{cert} / {key}" if key else str(cert)
         raise TlsSetupError(
@@ -48,6 +48,12 @@ def server_context(cert: Path, key: Path | None) -> ssl.SSLContext:
     except OSError as exc:
         raise TlsSetupError(f"cannot read {exc.filename or cert}: {exc.strerror}") from exc
     return context
+
+
+def _refuse_passphrase() -> bytes:
+    # Without a callback OpenSSL would prompt on the terminal, blocking the event loop (and a
+    # daemon forever) on a SIGHUP reload.
+    raise TlsSetupError("the private key is encrypted; give trimail an unencrypted key file")
 
 
 class Certificates:
