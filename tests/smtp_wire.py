@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import AsyncIterator
 
 import attrs
 import trio
@@ -86,8 +88,25 @@ def make_context(
 
 
 def session_over_memory(
-    context: SessionContext, *, implicit_tls: bool = False
+    context: SessionContext, *, implicit_tls: bool = False, proxied: bool = False
 ) -> tuple[Session, WireClient]:
     client_stream, server_stream = trio.testing.memory_stream_pair()
-    session = Session(server_stream, Peer("192.0.2.7", 40000), context, implicit_tls=implicit_tls)
+    session = Session(
+        server_stream,
+        Peer("192.0.2.7", 40000),
+        context,
+        implicit_tls=implicit_tls,
+        proxied=proxied,
+    )
     return session, WireClient(client_stream)
+
+
+@contextlib.asynccontextmanager
+async def clients() -> AsyncIterator[list[WireClient]]:
+    """Connections opened in a test, all closed at the end however it ends."""
+    opened: list[WireClient] = []
+    try:
+        yield opened
+    finally:
+        for client in opened:
+            await trio.aclose_forcefully(client.stream)

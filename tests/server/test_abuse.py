@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 
 import attrs
 import trio
 
 from tests.server.running import running_server
-from tests.smtp_wire import WireClient
+from tests.smtp_wire import WireClient, clients
 from trimail.config.model import AdmissionConfig, ListenAddress, Rate, ServerConfig, Timeouts
 from trimail.delivery.memory import MemoryHandler
 from trimail.protocol.limits import ProtocolLimits
@@ -21,17 +20,6 @@ NO_EXEMPTIONS = AdmissionConfig(exempt=())
 async def connect(port: int, source: str = "127.0.0.1") -> WireClient:
     stream = await trio.open_tcp_stream("127.0.0.1", port, local_address=source)
     return WireClient(stream)
-
-
-@contextlib.asynccontextmanager
-async def clients() -> AsyncIterator[list[WireClient]]:
-    """Connections opened in a test, all closed at the end however it ends."""
-    opened: list[WireClient] = []
-    try:
-        yield opened
-    finally:
-        for client in opened:
-            await trio.aclose_forcefully(client.stream)
 
 
 async def test_connections_beyond_the_per_ip_limit_get_421_and_are_closed() -> None:

@@ -5,25 +5,18 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from tests.smtp_wire import WireClient, make_context
+from tests.smtp_wire import make_context, session_over_memory
 from trimail.config.model import Timeouts
 from trimail.delivery.memory import MemoryHandler
 from trimail.peer import Peer
 from trimail.protocol.limits import ProtocolLimits
-from trimail.server.session import Session, SessionContext
-
-
-def session_pair(context: SessionContext, *, proxied: bool = False) -> tuple[Session, WireClient]:
-    client_stream, server_stream = trio.testing.memory_stream_pair()
-    session = Session(server_stream, Peer("192.0.2.7", 40000), context, proxied=proxied)
-    return session, WireClient(client_stream)
 
 
 async def test_error_replies_past_the_soft_limit_are_delayed(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     context = make_context(MemoryHandler(), limits=ProtocolLimits(soft_errors=2, max_errors=5))
-    session, client = session_pair(context)
+    session, client = session_over_memory(context)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
         assert (await client.reply()).code == 220
@@ -43,7 +36,7 @@ async def test_pipelined_errors_past_the_soft_limit_cost_a_delay_each(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     context = make_context(MemoryHandler(), limits=ProtocolLimits(soft_errors=10, max_errors=20))
-    session, client = session_pair(context)
+    session, client = session_over_memory(context)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
         assert (await client.reply()).code == 220
@@ -59,7 +52,7 @@ async def test_a_quiet_client_is_greeted_after_the_greeting_delay(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     context = make_context(MemoryHandler(), timeouts=Timeouts(greeting_delay=6))
-    session, client = session_pair(context)
+    session, client = session_over_memory(context)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
         assert (await client.reply()).code == 220
@@ -72,7 +65,7 @@ async def test_an_early_talker_gets_554_and_is_closed(
 ) -> None:
     backend = MemoryHandler()
     context = make_context(backend, timeouts=Timeouts(greeting_delay=6))
-    session, client = session_pair(context)
+    session, client = session_over_memory(context)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
         await trio.sleep(1)
@@ -87,7 +80,7 @@ async def test_an_early_talker_gets_554_and_is_closed(
 async def test_a_missing_proxy_header_closes_silently_after_its_deadline(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    session, client = session_pair(make_context(MemoryHandler()), proxied=True)
+    session, client = session_over_memory(make_context(MemoryHandler()), proxied=True)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
         await client.send(b"PROXY TCP4 203.0")  # and then nothing
@@ -98,7 +91,7 @@ async def test_a_missing_proxy_header_closes_silently_after_its_deadline(
 
 async def test_a_proxy_header_names_the_client(autojump_clock: trio.testing.MockClock) -> None:
     backend = MemoryHandler()
-    session, client = session_pair(make_context(backend), proxied=True)
+    session, client = session_over_memory(make_context(backend), proxied=True)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
         await client.send(b"PROXY TCP4 203.0.113.9 192.0.2.1 56324 25\r\n")
@@ -117,7 +110,7 @@ async def test_a_proxy_header_names_the_client(autojump_clock: trio.testing.Mock
 async def test_a_garbage_proxy_header_closes_silently(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    session, client = session_pair(make_context(MemoryHandler()), proxied=True)
+    session, client = session_over_memory(make_context(MemoryHandler()), proxied=True)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
         await client.send(b"EHLO i-am-not-a-load-balancer\r\n")

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import struct
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import attrs
 import trio
 
 from tests.server.running import running_server
-from tests.smtp_wire import WireClient
+from tests.smtp_wire import WireClient, clients
 from tests.tls_certs import SERVER_NAME, issue
 from trimail.config.model import (
     AdmissionConfig,
@@ -37,16 +35,6 @@ def v2(source: str, port: int = 40000) -> bytes:
         socket.inet_aton(source) + socket.inet_aton("192.0.2.1") + struct.pack("!HH", port, 25)
     )
     return V2_SIGNATURE + bytes([0x21, 0x11]) + struct.pack("!H", len(addresses)) + addresses
-
-
-@contextlib.asynccontextmanager
-async def clients() -> AsyncIterator[list[WireClient]]:
-    opened: list[WireClient] = []
-    try:
-        yield opened
-    finally:
-        for client in opened:
-            await trio.aclose_forcefully(client.stream)
 
 
 async def proxied(port: int, header: bytes, held: list[WireClient]) -> WireClient:

@@ -163,8 +163,7 @@ class Session:
                 await self._read_proxy_header()
                 await self._admit_proxied_client()
             if self._implicit_tls:
-                await self._upgrade()
-                self._conn = self._new_connection(describe(self._encrypted()))
+                self._conn = self._new_connection(await self._upgrade())
             with self._io:
                 await self._converse()
             if self._io.cancelled_caught:
@@ -250,8 +249,7 @@ class Session:
                             self._peer,
                             discarded,
                         )
-                    await self._upgrade()
-                    conn.tls_started(describe(self._encrypted()))
+                    conn.tls_started(await self._upgrade())
                     # The handshake is not the client's next command: its time starts now.
                     self._command_deadline = trio.current_time() + self._context.timeouts.command
                 case MessageStarted(envelope=envelope):
@@ -387,17 +385,20 @@ class Session:
 
     # -- TLS ----------------------------------------------------------------------------------
 
-    async def _upgrade(self) -> None:
+    async def _upgrade(self) -> TlsInfo:
+        """Run the handshake on the current stream and describe the session it negotiated."""
         certificates = self._context.certificates
         assert certificates is not None  # the core offers STARTTLS only with certificates
         self._handshaking = True
         # The context is read now, so a certificate reloaded on SIGHUP is used from here on.
-        self._stream = await handshake(
+        encrypted = await handshake(
             self._stream, certificates.context, self._context.timeouts.tls_handshake
         )
+        self._stream = encrypted
         self._handshaking = False
-        info = describe(self._encrypted())
+        info = describe(encrypted)
         log.info("session %s: %s with cipher %s", self._peer, info.version, info.cipher)
+        return info
 
     async def _close(self) -> None:
         """Close the stream; a TLS session first says close_notify, so the client can tell a
@@ -410,10 +411,6 @@ class Session:
         finally:
             await trio.aclose_forcefully(self._stream)  # a no-op once closed
 
-    def _encrypted(self) -> trio.SSLStream[trio.abc.Stream]:
-        assert isinstance(self._stream, trio.SSLStream)
-        return self._stream
-
     # -- reading and writing ------------------------------------------------------------------
 
     async def _receive(self) -> bytes | None:
@@ -421,8 +418,8 @@ class Session:
 
         Raises TooSlowError when the phase's deadline passes; ``run`` turns that into 421 4.4.2.
         """
-        # One bare CancelScope per read carries both the deadline and, between commands, a
-        # graceful stop: this is the hot path, so no nested scopes or context-manager wrappers.
+        # The session's one I/O scope carries the deadline (moved, not re-created, per read)
+        # and, between commands, a graceful stop: this is the hot path.
         clock, io = self._data_clock, self._io
         if clock is not None:
             io.deadline = clock.deadline(trio.current_time(), self._context.timeouts)
@@ -462,7 +459,8 @@ class Session:
             return b""
 
     async def _flush(self, timeout: float | None = None) -> None:
-        await self._tarpit()
+        if self._conn.errors != self._errors_answered:  # the common case skips the call
+            await self._tarpit()
         data = self._conn.data_to_send()
         if not data:
             return
@@ -486,7 +484,7 @@ class Session:
         conn = self._conn
         new_errors = conn.errors - max(self._errors_answered, conn.limits.soft_errors)
         self._errors_answered = conn.errors
-        if new_errors > 0 and conn.over_soft_error_limit:
+        if new_errors > 0:  # only past the soft limit (conn.over_soft_error_limit)
             # Interruptible, so a shutdown does not wait for a tarpitted client.
             with self._interruptible():
                 await trio.sleep(new_errors * self._context.timeouts.error_delay)
@@ -558,9 +556,6 @@ class Session:
             outcome = replies.LOCAL_ERROR
         if isinstance(outcome, str):
             conn.accept_message(message.queue_id)
-        else:
-            conn.refuse(outcome)
-        if isinstance(outcome, str):
             self.messages_accepted += 1
             log.info(
                 "message %s from %s accepted: size=%d recipients=%d receipt=%s",
@@ -571,6 +566,7 @@ class Session:
                 outcome,
             )
         else:
+            conn.refuse(outcome)
             log.info("message %s from %s refused: %s", message.queue_id, self._peer, outcome)
 
     async def _handed_over(self, envelope: Envelope, message: Message) -> str | Reply:
