@@ -16,7 +16,7 @@ from .messages import ALICE, BOB, PEER, MessageFactory, make_envelope
 
 
 def built_in_handlers(root: Path) -> list[Handler]:
-    maildir: Handler = MaildirHandler(root, max_threads=4, unix_newlines=True)
+    maildir: Handler = MaildirHandler(root, large_threads=4, unix_newlines=True)
     memory: Handler = MemoryHandler()
     discard: Handler = DiscardHandler()
     base: Handler = BaseHandler()

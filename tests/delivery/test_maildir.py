@@ -45,9 +45,11 @@ def stored(handler: MaildirHandler, name: str) -> bytes:
 
 
 async def prepared(
-    root: Path, *, max_threads: int = 16, unix_newlines: bool = False
+    root: Path, *, large_threads: int = 2, unix_newlines: bool = False
 ) -> MaildirHandler:
-    handler = MaildirHandler(root / "Maildir", max_threads=max_threads, unix_newlines=unix_newlines)
+    handler = MaildirHandler(
+        root / "Maildir", large_threads=large_threads, unix_newlines=unix_newlines
+    )
     await handler.prepare()
     return handler
 
@@ -395,7 +397,7 @@ def test_unique_name_is_unique_and_escapes_reserved_characters(
 async def test_concurrent_deliveries_each_store_their_own_bytes(
     tmp_path: Path, spool: MessageFactory
 ) -> None:
-    handler = await prepared(tmp_path, max_threads=2)
+    handler = await prepared(tmp_path, large_threads=1)
     expected: dict[str, bytes] = {}
 
     async def one(number: int) -> None:
@@ -417,77 +419,170 @@ async def test_concurrent_deliveries_each_store_their_own_bytes(
     assert listing(handler, "tmp") == []
 
 
-async def test_worker_threads_are_bounded_by_max_threads(
+class DirectoryFsyncGate:
+    """Holds every fsync of a directory until the test lets it go, and tells the test when
+    one has arrived: the moment a batch's files are renamed but not yet durable."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._gate = threading.Semaphore(0)
+        self.arrived_send, self.arrived = trio.open_memory_channel[int](100)
+        real_fsync = os.fsync
+
+        def gated_fsync(fd: int) -> None:
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                trio.from_thread.run_sync(self.arrived_send.send_nowait, fd)
+                self._gate.acquire(timeout=30)  # a safety net, never a wait
+            real_fsync(fd)
+
+        monkeypatch.setattr(OS + "fsync", gated_fsync)
+
+    def release(self, count: int = 1) -> None:
+        for _ in range(count):
+            self._gate.release()
+
+
+async def test_small_messages_arriving_during_a_batch_share_one_directory_fsync(
     tmp_path: Path, spool: MessageFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With max_threads=2, at most two deliveries are inside their worker thread at once.
-
-    The file fsync blocks until the test lets it go, so each delivery parks inside its thread;
-    the test waits (without sleeping) until two have arrived and every task is blocked, then
-    checks that the rest are queued on the limiter rather than running, lets one delivery
-    finish, and repeats.
-    """
-    handler = await prepared(tmp_path, max_threads=2)
+    """One small-message batch at a time: while the first message waits for its directory
+    fsync, five more queue (nothing of theirs touches the disk yet), then all five are written
+    as one batch with one directory fsync. No delivery returns before its batch's fsync."""
+    handler = await prepared(tmp_path)
+    small_lane, _large_lane = handler.lanes
+    gate = DirectoryFsyncGate(monkeypatch)
     messages = [await spool.small([b"body %d\r\n" % n], queue_id=f"Q{n}") for n in range(6)]
-    real_fsync = os.fsync
-    lock = threading.Lock()
-    inside = peak = 0
-    gate = threading.Semaphore(0)
-    arrived_send, arrived = trio.open_memory_channel[int](len(messages))
-
-    def blocking_fsync(fd: int) -> None:
-        nonlocal inside, peak
-        if stat.S_ISDIR(os.fstat(fd).st_mode):
-            real_fsync(fd)
-            return
-        with lock:
-            inside += 1
-            peak = max(peak, inside)
-        trio.from_thread.run_sync(arrived_send.send_nowait, fd)
-        gate.acquire()
-        with lock:
-            inside -= 1
-        real_fsync(fd)
-
-    monkeypatch.setattr(OS + "fsync", blocking_fsync)
-    # Private access: the limiter is how the bound is enforced, and its statistics are the
-    # only way to see, without waiting for something not to happen, that the others queue.
-    limiter = handler._limiter
-    names: list[str] = []
-    finished_send, finished = trio.open_memory_channel[str](len(messages))
+    returned: list[str] = []
 
     async def one(message: Message) -> None:
-        name = await deliver(handler, message)
-        names.append(name)
-        finished_send.send_nowait(name)
+        returned.append(await deliver(handler, message))
 
-    async with trio.open_nursery() as nursery:
-        for message in messages:
-            nursery.start_soon(one, message)
+    try:
+        with trio.fail_after(30):  # a safety net: every step below waits for an event
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(one, messages[0])
+                await gate.arrived.receive()
+                for message in messages[1:]:
+                    nursery.start_soon(one, message)
+                await trio.testing.wait_all_tasks_blocked()
+                # The first file is renamed into new/ but not durable: not acknowledged yet.
+                assert len(listing(handler, "new")) == 1
+                assert listing(handler, "tmp") == []  # the others have not started
+                assert returned == []
+                assert small_lane.in_flight == 1
+                gate.release()
+                await gate.arrived.receive()  # the second batch reached its directory fsync
+                await trio.testing.wait_all_tasks_blocked()
+                assert len(returned) == 1
+                assert len(listing(handler, "new")) == 6
+                gate.release()
+    finally:
+        gate.release(10)  # never leave a worker thread parked if an assertion failed
+    assert (small_lane.batches, small_lane.jobs) == (2, 6)
+    assert listing(handler, "new") == sorted(returned)
+    for number, name in enumerate(sorted(returned, key=lambda name: name.split("_Q")[1])):
+        assert stored(handler, name) == TRACE + b"body %d\r\n" % number
+
+
+async def test_one_failed_file_in_a_batch_fails_only_its_own_delivery(
+    tmp_path: Path, spool: MessageFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = await prepared(tmp_path)
+    gate = DirectoryFsyncGate(monkeypatch)
+    real_write = os.write
+
+    def write_failing_for_q2(fd: int, data: bytes | memoryview) -> int:
+        if b"body 2" in bytes(data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(OS + "write", write_failing_for_q2)
+    outcomes: dict[int, str | DeliveryError] = {}
+
+    async def one(number: int) -> None:
+        message = await spool.small([b"body %d\r\n" % number], queue_id=f"Q{number}")
         try:
-            # A safety net, not a wait: every step is driven by events.
-            with trio.fail_after(60):
-                parked = 0
-                for done in range(len(messages)):
-                    remaining = len(messages) - done
-                    running = min(2, remaining)
-                    while parked < running:
-                        await arrived.receive()
-                        parked += 1
-                    await trio.testing.wait_all_tasks_blocked()
-                    statistics = limiter.statistics()
-                    assert inside == running
-                    assert statistics.borrowed_tokens == running
-                    assert statistics.tasks_waiting == remaining - running
-                    gate.release()  # one delivery may finish; the next one may start
-                    parked -= 1
-                    await finished.receive()  # its thread is done and its token returned
-        finally:
-            for _ in messages:
-                gate.release()  # never leave a worker thread parked if an assertion failed
-    assert peak == 2
-    assert len(set(names)) == len(messages)
-    assert listing(handler, "new") == sorted(names)
+            outcomes[number] = await deliver(handler, message)
+        except DeliveryError as exc:
+            outcomes[number] = exc
+
+    try:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(one, 0)
+                await gate.arrived.receive()
+                for number in (1, 2, 3):
+                    nursery.start_soon(one, number)
+                await trio.testing.wait_all_tasks_blocked()
+                gate.release()
+                await gate.arrived.receive()  # 1, 2 and 3 in one batch
+                gate.release()
+    finally:
+        gate.release(10)
+    assert handler.lanes[0].batches == 2
+    assert isinstance(outcomes[2], DeliveryError)
+    assert "No space left" in str(outcomes[2])
+    kept = [outcomes[number] for number in (0, 1, 3)]
+    assert listing(handler, "new") == sorted(str(name) for name in kept)
+    assert listing(handler, "tmp") == []
+
+
+async def test_a_failed_directory_fsync_fails_the_whole_batch_and_leaves_nothing(
+    tmp_path: Path, spool: MessageFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = await prepared(tmp_path)
+    jobs = [
+        maildir_module._StoreJob(f"name{n}", b"content %d" % n, None, maildir_module._identity)
+        for n in range(3)
+    ]
+    real_fsync = os.fsync
+
+    def failing_directory_fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(OS + "fsync", failing_directory_fsync)
+    outcomes = await trio.to_thread.run_sync(handler._store_batch, jobs)
+    assert [str(outcome) for outcome in outcomes] == ["[Errno 5] Input/output error"] * 3
+    assert listing(handler, "new") == []
+    assert listing(handler, "tmp") == []
+
+
+async def test_writeback_of_every_file_starts_before_the_first_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = await prepared(tmp_path)
+    events: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        kind = "directory" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+        events.append(f"fsync {kind}")
+        real_fsync(fd)
+
+    monkeypatch.setattr(OS + "fsync", recording_fsync)
+    monkeypatch.setattr(maildir_module, "start_writeback", lambda fd: events.append("writeback"))
+    jobs = [
+        maildir_module._StoreJob(f"name{n}", b"content %d" % n, None, maildir_module._identity)
+        for n in range(3)
+    ]
+    outcomes = await trio.to_thread.run_sync(handler._store_batch, jobs)
+    assert outcomes == ["name0", "name1", "name2"]
+    assert events == ["writeback"] * 3 + ["fsync file"] * 3 + ["fsync directory"]
+    assert {name: stored(handler, name) for name in ("name0", "name1", "name2")} == {
+        f"name{n}": b"content %d" % n for n in range(3)
+    }
+
+
+async def test_large_messages_have_their_own_lane(
+    tmp_path: Path, spool: MessageFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large message copied from its spool file never holds up the small ones."""
+    handler = await prepared(tmp_path)
+    small_lane, large_lane = handler.lanes
+    await deliver(handler, await spool.large(large_chunks()))
+    await deliver(handler, await spool.small([b"small\r\n"]))
+    assert (large_lane.jobs, small_lane.jobs) == (1, 1)
 
 
 # -- unix_newlines ------------------------------------------------------------------------------

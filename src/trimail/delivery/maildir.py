@@ -1,9 +1,11 @@
 """Durable Maildir delivery: tmp/ -> write -> fsync -> rename into new/ -> fsync new/.
 
 Only after the directory fsync does ``deliver`` return, so a 250 means the message survives a
-power cut. A message is written in one worker-thread round trip (copied from its spool file when
-it was large); blocking calls run in worker threads bounded by a CapacityLimiter, so one slow
-disk cannot stall every session.
+power cut. Concurrent deliveries are written in batches (see group_commit): one worker-thread
+round trip and one fsync of new/ per batch instead of per message, the writeback of every file
+in the batch started before the first fsync waits (see writeback), and a bounded number of
+worker threads, so a slow disk never blocks the event loop. A large message is copied from its
+spool file.
 """
 
 from __future__ import annotations
@@ -13,19 +15,25 @@ import itertools
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import attrs
 import trio
 
 from ..handler import BaseHandler, DeliveryError, Receipt
 from ..protocol.envelope import Envelope
 from ..protocol.replies import Reply
+from .group_commit import GroupCommit
 from .message import Message
+from .writeback import start_writeback
 
 SUBDIRECTORIES = ("tmp", "new", "cur")
 #: Bytes per read when copying a spooled message into its Maildir file.
 COPY_CHUNK = 1024 * 1024
+#: Large messages per batch: enough to share a directory fsync, few enough that one batch
+#: of copies does not take long.
+LARGE_BATCH_SIZE = 4
 _sequence = itertools.count()
 
 
@@ -70,21 +78,43 @@ def _identity(chunk: bytes) -> bytes:
     return chunk
 
 
+@attrs.frozen
+class _StoreJob:
+    """One message to store: its Maildir name, the bytes known in memory (trace headers, and
+    the content when it was small) and the spool file holding the rest when it was large."""
+
+    name: str
+    head: bytes
+    source: Path | None
+    convert: Callable[[bytes], bytes]
+
+
 class MaildirHandler(BaseHandler):
-    """Stores every accepted message as one file in ``root/new`` (the default handler)."""
+    """Stores every accepted message as one file in ``root/new`` (the default handler).
+
+    Messages go through one of two lanes of group commit. Small ones (content in memory) are
+    written one batch at a time: on the disks measured, one thread with batches that grow
+    under load beat several threads with small batches on both throughput and CPU. Large ones
+    (copied from a spool file) have their own lane, ``large_threads`` batches of a few at once,
+    so a 25 MiB copy never holds up the small messages queued behind it.
+    """
 
     def __init__(
         self,
         root: Path,
         *,
-        max_threads: int = 16,
+        batch_size: int = 64,
+        large_threads: int = 2,
         unix_newlines: bool = False,
     ) -> None:
         """``unix_newlines`` stores LF line endings instead of the CRLF received (lossy for
         signatures over the raw bytes, but what plain-text tools expect)."""
         self.root = root
         self.unix_newlines = unix_newlines
-        self._limiter = trio.CapacityLimiter(max_threads)
+        self._small = GroupCommit(self._store_batch, max_batches=1, max_batch_size=batch_size)
+        self._large = GroupCommit(
+            self._store_batch, max_batches=large_threads, max_batch_size=LARGE_BATCH_SIZE
+        )
         self._hostname = _safe_hostname()
 
     @property
@@ -92,8 +122,13 @@ class MaildirHandler(BaseHandler):
         """Where large messages are spooled while they arrive: tmp/, on the same disk."""
         return self.root / "tmp"
 
+    @property
+    def lanes(self) -> tuple[GroupCommit[_StoreJob, str], GroupCommit[_StoreJob, str]]:
+        """The small- and large-message batchers (their counters show how writes group)."""
+        return self._small, self._large
+
     async def prepare(self) -> None:
-        await self.run_in_thread(self._make_directories)
+        await trio.to_thread.run_sync(self._make_directories)
 
     def _make_directories(self) -> None:
         for sub in SUBDIRECTORIES:
@@ -106,52 +141,84 @@ class MaildirHandler(BaseHandler):
         micros = int((now - seconds) * 1_000_000)
         return f"{seconds}.M{micros}P{os.getpid()}Q{next(_sequence)}_{queue_id}.{self._hostname}"
 
-    async def run_in_thread(self, work: Callable[[], None]) -> None:
-        await trio.to_thread.run_sync(work, limiter=self._limiter)
-
     async def deliver(self, envelope: Envelope, message: Message) -> Receipt | Reply:
-        name = self.unique_name(message.queue_id)
         convert = UnixNewlines() if self.unix_newlines else _identity
         head = [convert(message.trace_headers)]
         source = message.spooled_file
         if source is None:
             head += [convert(chunk) async for chunk in message.chunks()]
+        job = _StoreJob(self.unique_name(message.queue_id), b"".join(head), source, convert)
+        lane = self._small if source is None else self._large
         try:
-            await self.run_in_thread(lambda: self._store(name, head, source, convert))
+            return await lane.submit(job)
         except OSError as exc:
             raise DeliveryError(f"maildir write failed: {exc}") from exc
-        return name
 
-    def _store(
-        self,
-        name: str,
-        head: list[bytes],
-        source: Path | None,
-        convert: Callable[[bytes], bytes],
-    ) -> None:
-        temporary = self.root / "tmp" / name
+    def _store_batch(self, jobs: Sequence[_StoreJob]) -> list[str | Exception]:
+        """Write every file into tmp/ and start its writeback, then fsync each, rename each
+        into new/, and fsync new/ once: that one directory fsync makes every rename of the
+        batch durable, and no job's outcome is returned before it."""
+        tmp, new = self.root / "tmp", self.root / "new"
+        outcomes: list[str | Exception] = [job.name for job in jobs]
+        open_files: dict[int, int] = {}  # job index -> fd, written and writeback started
+        try:
+            for index, job in enumerate(jobs):
+                try:
+                    open_files[index] = self._write(tmp / job.name, job)
+                except OSError as exc:
+                    outcomes[index] = exc
+            for index, fd in list(open_files.items()):  # in order: oldest writeback first
+                del open_files[index]
+                try:
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                except OSError as exc:
+                    outcomes[index] = exc
+                    _remove(tmp / jobs[index].name)
+        finally:
+            for fd in open_files.values():  # only after an unexpected error
+                os.close(fd)
+        renamed: list[Path] = []
+        for index, job in enumerate(jobs):
+            if isinstance(outcomes[index], Exception):
+                continue
+            try:
+                os.rename(tmp / job.name, new / job.name)
+            except OSError as exc:
+                outcomes[index] = exc
+                _remove(tmp / job.name)
+            else:
+                renamed.append(new / job.name)
+        if renamed:
+            try:
+                _fsync_directory(new)
+            except OSError as exc:
+                # Not known to be durable, so none may stay visible after we answer 451.
+                for path in renamed:
+                    _remove(path)
+                outcomes = [exc if isinstance(outcome, str) else outcome for outcome in outcomes]
+        return outcomes
+
+    @staticmethod
+    def _write(temporary: Path, job: _StoreJob) -> int:
+        """Create ``temporary``, write the job's bytes, start their writeback; the open fd."""
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            try:
-                _write_all(fd, b"".join(head))
-                if source is not None:
-                    with source.open("rb") as spooled:
-                        while data := spooled.read(COPY_CHUNK):
-                            _write_all(fd, convert(data))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            new_dir = self.root / "new"
-            final = new_dir / name
-            os.rename(temporary, final)
+            _write_all(fd, job.head)
+            if job.source is not None:
+                with job.source.open("rb") as spooled:
+                    while data := spooled.read(COPY_CHUNK):
+                        _write_all(fd, job.convert(data))
+            start_writeback(fd)
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
+            os.close(fd)
+            _remove(temporary)
             raise
-        try:
-            _fsync_directory(new_dir)
-        except OSError:
-            # Not known to be durable, so it must not stay visible after we answer 451.
-            with contextlib.suppress(OSError):
-                os.unlink(final)
-            raise
+        return fd
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

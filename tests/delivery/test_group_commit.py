@@ -1,0 +1,254 @@
+"""GroupCommit: jobs that arrive while batches are on disk share the next batch; at most
+max_batches run at once; each job gets its own outcome, never before its whole batch is done;
+a cancelled job is withdrawn while queued, and once its batch has started it is waited for and
+its outcome returned, like a worker-thread call.
+
+The store function blocks on a gate the test opens, so every step is driven by events and
+``wait_all_tasks_blocked``, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import pytest
+import trio
+import trio.testing
+
+from trimail.delivery.group_commit import GroupCommit
+
+SAFETY_NET = 10.0
+
+
+class GatedStore:
+    """A store that records each batch, tells the test it started, and waits for the test to
+    let it finish. Jobs are ints; a negative job fails with ValueError, others answer job*10."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.finished: list[list[int]] = []
+        self._gate = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self.started_send, self.started = trio.open_memory_channel[list[int]](100)
+        self.raise_next: Exception | None = None
+
+    def __call__(self, jobs: Sequence[int]) -> list[int | Exception]:
+        batch = list(jobs)
+        with self._lock:
+            self.batches.append(batch)
+        trio.from_thread.run_sync(self.started_send.send_nowait, batch)
+        # The timeout is a safety net: a failed assertion must not leave threads parked forever.
+        self._gate.acquire(timeout=SAFETY_NET)
+        with self._lock:
+            self.finished.append(batch)
+        if self.raise_next is not None:
+            error, self.raise_next = self.raise_next, None
+            raise error
+        return [ValueError(f"bad job {job}") if job < 0 else job * 10 for job in batch]
+
+    def release(self, count: int = 1) -> None:
+        for _ in range(count):
+            self._gate.release()
+
+
+class Submitter:
+    """Submits jobs from tasks in one nursery, one after the other in a known order, and
+    records each job's result or error."""
+
+    def __init__(self, commit: GroupCommit[int, int], nursery: trio.Nursery) -> None:
+        self.commit, self.nursery = commit, nursery
+        self.results: dict[int, int | Exception] = {}
+
+    async def submit(self, *jobs: int) -> None:
+        for job in jobs:
+            self.nursery.start_soon(self._one, job)
+            await trio.testing.wait_all_tasks_blocked()  # queued (or running) before the next
+
+    async def _one(self, job: int) -> None:
+        try:
+            self.results[job] = await self.commit.submit(job)
+        except ValueError as exc:
+            self.results[job] = exc
+
+
+async def test_a_lone_job_runs_at_once_as_a_batch_of_one() -> None:
+    store = GatedStore()
+    commit = GroupCommit(store, max_batches=1, max_batch_size=10)
+    store.release()
+    with trio.fail_after(10):
+        assert await commit.submit(4) == 40
+    assert store.batches == [[4]]
+    assert (commit.batches, commit.jobs) == (1, 1)
+
+
+async def test_jobs_arriving_during_a_batch_share_the_next_one_and_wait_for_it() -> None:
+    store = GatedStore()
+    commit = GroupCommit(store, max_batches=1, max_batch_size=10)
+    with trio.fail_after(SAFETY_NET * 2):
+        async with trio.open_nursery() as nursery:
+            jobs = Submitter(commit, nursery)
+            await jobs.submit(1)
+            assert await store.started.receive() == [1]
+            await jobs.submit(2, 3, 4)
+            # 2, 3 and 4 queue behind the batch in flight; nobody has an answer yet.
+            assert (commit.in_flight, jobs.results) == (1, {})
+            store.release()
+            assert await store.started.receive() == [2, 3, 4]
+            await trio.testing.wait_all_tasks_blocked()
+            assert jobs.results == {1: 10}  # the second batch's jobs wait for all of it
+            store.release()
+    assert jobs.results == {1: 10, 2: 20, 3: 30, 4: 40}
+    assert store.batches == [[1], [2, 3, 4]]
+    assert (commit.batches, commit.jobs, commit.in_flight) == (2, 4, 0)
+
+
+async def test_at_most_max_batches_run_at_once_each_at_most_max_batch_size() -> None:
+    store = GatedStore()
+    commit = GroupCommit(store, max_batches=2, max_batch_size=3)
+    with trio.fail_after(SAFETY_NET * 2):
+        async with trio.open_nursery() as nursery:
+            jobs = Submitter(commit, nursery)
+            await jobs.submit(1, 2, *range(3, 10))
+            first_two = [await store.started.receive(), await store.started.receive()]
+            assert sorted(first_two) == [[1], [2]]
+            await trio.testing.wait_all_tasks_blocked()
+            assert commit.in_flight == 2  # 3..9 queue: no third thread
+            assert store.started.statistics().current_buffer_used == 0
+            store.release()  # [1] or [2] ends; the next batch takes the first three queued
+            assert await store.started.receive() == [3, 4, 5]
+            store.release(2)
+            last_two = [await store.started.receive(), await store.started.receive()]
+            assert sorted(last_two) == [[6, 7, 8], [9]]
+            store.release(2)
+    assert jobs.results == {job: job * 10 for job in range(1, 10)}
+
+
+async def batch_of_three(store: GatedStore, first: int, second: int, third: int) -> Submitter:
+    """Run [first] and then [second, third], one gate opening per batch."""
+    commit = GroupCommit(store, max_batches=1, max_batch_size=10)
+    with trio.fail_after(SAFETY_NET * 2):
+        async with trio.open_nursery() as nursery:
+            jobs = Submitter(commit, nursery)
+            await jobs.submit(first)
+            assert await store.started.receive() == [first]
+            await jobs.submit(second, third)
+            store.release()
+            assert await store.started.receive() == [second, third]
+            store.release()
+        # The same GroupCommit keeps working after any failure.
+        store.release()
+        assert await commit.submit(7) == 70
+    return jobs
+
+
+async def test_each_job_gets_its_own_outcome() -> None:
+    results = (await batch_of_three(GatedStore(), 1, -2, 3)).results
+    assert results[1] == 10 and results[3] == 30
+    assert isinstance(results[-2], ValueError)
+    assert str(results[-2]) == "bad job -2"
+
+
+async def test_a_failing_store_fails_its_whole_batch_only() -> None:
+    store = GatedStore()
+    store.raise_next = ValueError("disk on fire")
+    results = (await batch_of_three(store, 1, 2, 3)).results
+    assert str(results[1]) == "disk on fire"
+    assert results[2] == 20 and results[3] == 30
+    assert store.batches == [[1], [2, 3], [7]]
+
+
+async def test_an_answer_of_the_wrong_length_fails_the_batch() -> None:
+    commit: GroupCommit[int, int] = GroupCommit(lambda jobs: [1], max_batches=1, max_batch_size=10)
+    with trio.fail_after(10):
+        assert await commit.submit(5) == 1
+    short: GroupCommit[int, int] = GroupCommit(lambda jobs: [], max_batches=1, max_batch_size=1)
+    with pytest.raises(RuntimeError, match="store answered 0 of 1 jobs"):
+        await short.submit(5)
+
+
+class Cancellable:
+    """Submits one job in its own cancel scope, which the test cancels when it chooses."""
+
+    def __init__(self, commit: GroupCommit[int, int], job: int) -> None:
+        self.commit, self.job = commit, job
+        self.scope = trio.CancelScope()
+        self.ended = trio.Event()
+        self.result: int | None = None
+
+    async def run(self) -> None:
+        with self.scope:
+            self.result = await self.commit.submit(self.job)
+        self.ended.set()
+
+
+async def test_a_job_cancelled_while_queued_is_withdrawn() -> None:
+    store = GatedStore()
+    commit = GroupCommit(store, max_batches=1, max_batch_size=10)
+    second = Cancellable(commit, 2)
+    with trio.fail_after(SAFETY_NET * 2):
+        async with trio.open_nursery() as nursery:
+            jobs = Submitter(commit, nursery)
+            await jobs.submit(1)
+            assert await store.started.receive() == [1]
+            nursery.start_soon(second.run)
+            await trio.testing.wait_all_tasks_blocked()  # 2 is queued behind [1]
+            second.scope.cancel()
+            await second.ended.wait()
+            assert second.scope.cancelled_caught
+            store.release()
+        store.release()
+        assert await commit.submit(3) == 30
+    assert store.batches == [[1], [3]]  # 2 never reached the store
+    assert jobs.results == {1: 10}
+
+
+async def test_a_job_cancelled_in_flight_is_finished_and_its_result_returned() -> None:
+    store = GatedStore()
+    commit = GroupCommit(store, max_batches=1, max_batch_size=10)
+    second = Cancellable(commit, 2)
+    with trio.fail_after(SAFETY_NET * 2):
+        async with trio.open_nursery() as nursery:
+            jobs = Submitter(commit, nursery)
+            await jobs.submit(1)
+            assert await store.started.receive() == [1]
+            nursery.start_soon(second.run)
+            await trio.testing.wait_all_tasks_blocked()
+            store.release()  # [1] ends; the next batch, [2], starts and parks in the store
+            assert await store.started.receive() == [2]
+            second.scope.cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            assert not second.ended.is_set()  # it waits for its batch to end
+            store.release()
+            await second.ended.wait()
+    assert second.result == 20  # the work was done, so the caller is told
+    assert store.finished == [[1], [2]]
+
+
+async def test_a_job_cancelled_while_waiting_in_a_batch_led_by_another_task() -> None:
+    """The task that runs a batch is not always the one whose job is in it."""
+    store = GatedStore()
+    commit = GroupCommit(store, max_batches=1, max_batch_size=10)
+    third = Cancellable(commit, 3)
+    with trio.fail_after(SAFETY_NET * 2):
+        async with trio.open_nursery() as nursery:
+            jobs = Submitter(commit, nursery)
+            await jobs.submit(1, 2)
+            assert await store.started.receive() == [1]
+            nursery.start_soon(third.run)
+            await trio.testing.wait_all_tasks_blocked()
+            store.release()
+            assert await store.started.receive() == [2, 3]  # led by 2's task
+            third.scope.cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            assert not third.ended.is_set()
+            store.release()
+            await third.ended.wait()
+    assert third.result == 30
+    assert jobs.results == {1: 10, 2: 20}
+
+
+def test_bounds_must_be_positive() -> None:
+    for batches, size in ((0, 1), (1, 0)):
+        with pytest.raises(ValueError, match="at least 1"):
+            GroupCommit(lambda jobs: [], max_batches=batches, max_batch_size=size)
