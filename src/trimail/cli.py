@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import NoReturn
 
@@ -15,12 +17,13 @@ import trio
 
 from .bench.cli import add_bench_parser, bench_command
 from .config.loading import ConfigError, RawConfig, read_toml, set_path, structure_config
-from .config.model import DeliveryKind, LineEndings, ServerConfig
+from .config.model import DeliveryKind, LineEndings, ListenAddress, ServerConfig
 from .delivery.maildir import MaildirHandler
 from .delivery.null import DiscardHandler
 from .handler import Handler
 from .server.serve import Server
 from .server.tls import TlsSetupError
+from .server.workers import Supervisor
 
 log = logging.getLogger("trimail")
 
@@ -233,6 +236,14 @@ SERVE_FLAGS = (
         float,
         "S",
     ),
+    _Flag(
+        "--workers",
+        "workers",
+        "server processes sharing the listeners with SO_REUSEPORT, e.g. one per core; "
+        "--max-connections is split between them (default 1)",
+        int,
+        "K",
+    ),
 )
 
 
@@ -306,12 +317,25 @@ def make_handler(config: ServerConfig) -> Handler:
             return DiscardHandler()
 
 
-async def _serve_until_signalled(server: Server) -> None:
+async def _serve_until_signalled(
+    server: Server, on_listening: Callable[[], object] | None = None
+) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, signals, server)
-            await server.serve()
-            nursery.cancel_scope.cancel()
+            await nursery.start(_serve_then_stop_listening_for_signals, server, nursery)
+            if on_listening is not None:
+                on_listening()
+
+
+async def _serve_then_stop_listening_for_signals(
+    server: Server,
+    nursery: trio.Nursery,
+    *,
+    task_status: trio.TaskStatus[list[ListenAddress]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    await server.serve(task_status=task_status)
+    nursery.cancel_scope.cancel()
 
 
 async def _stop_on_signal(signals: AsyncIterator[int], server: Server) -> None:
@@ -336,6 +360,8 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"trimail serve: error: {field}: {exc}", file=sys.stderr)
         return USAGE_ERROR
     try:
+        if config.workers > 1:
+            return Supervisor(config, run_worker).run()
         trio.run(_serve_until_signalled, server)
     except OSError as exc:
         print(f"trimail serve: error: {exc}", file=sys.stderr)
@@ -343,7 +369,20 @@ def serve_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _configure_logging() -> None:
+def run_worker(config: ServerConfig, index: int, ready: EventType) -> None:
+    """One worker process of ``--workers`` (started by the Supervisor, in a fresh interpreter):
+    a whole server on SO_REUSEPORT listeners; ``ready`` is set once it is listening."""
+    _configure_logging(f"trimail[{index}]")
+    log.info("worker %d started: pid %d", index, os.getpid())
+    try:
+        server = Server(config, make_handler(config), reuse_port=True)
+        trio.run(_serve_until_signalled, server, ready.set)
+    except (OSError, TlsSetupError) as exc:
+        print(f"trimail serve: worker {index}: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _configure_logging(name: str = "trimail") -> None:
     """One line per message and per session on stderr, made cheap: the log records carry no
     caller, thread or process lookups (the logging docs' own optimisation), since at thousands
     of messages a second those cost more than the line itself."""
@@ -352,7 +391,7 @@ def _configure_logging() -> None:
     logging.logProcesses = False
     logging.logMultiprocessing = False
     logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(asctime)s trimail: %(message)s"
+        stream=sys.stderr, level=logging.INFO, format=f"%(asctime)s {name}: %(message)s"
     )
 
 

@@ -12,6 +12,9 @@ from attrs import validators as v
 
 from ..protocol.limits import ProtocolLimits
 
+#: More worker processes than this is a typo, not a machine.
+MAX_WORKERS = 256
+
 
 @attrs.frozen
 class ListenAddress:
@@ -205,6 +208,9 @@ class ServerConfig:
     #: Domains we receive mail for; RCPT to any other domain gets 550 5.7.1 (relay denied).
     #: Empty means every recipient is accepted (a catch-all, e.g. behind another MTA).
     accept_domains: tuple[str, ...] = ()
+    #: Server processes sharing the listeners (SO_REUSEPORT); each takes its share of
+    #: ``admission.max_connections``. 1 is a single process, no supervisor.
+    workers: int = attrs.field(default=1, validator=[v.ge(1), v.le(MAX_WORKERS)])
 
     def __attrs_post_init__(self) -> None:
         if not self.listen and not self.listen_tls:

@@ -1,17 +1,60 @@
-"""Open the listening sockets; port 0 works and the bound addresses are reported back."""
+"""Open the listening sockets; port 0 works and the bound addresses are reported back.
+
+With ``reuse_port`` every socket gets SO_REUSEPORT, so several worker processes can each listen
+on the same address and the kernel spreads new connections between them (each process has its
+own accept queue: no thundering herd, unlike one socket shared across processes).
+"""
 
 from __future__ import annotations
+
+import socket
 
 import trio
 
 from ..config.model import ListenAddress
 
+#: The kernel caps the listen backlog at net.core.somaxconn; ask for the most it allows.
+BACKLOG = 65535
 
-async def open_listeners(addresses: tuple[ListenAddress, ...]) -> list[trio.SocketListener]:
+
+async def open_listeners(
+    addresses: tuple[ListenAddress, ...], *, reuse_port: bool = False
+) -> list[trio.SocketListener]:
     listeners: list[trio.SocketListener] = []
     try:
         for address in addresses:
-            listeners.extend(await trio.open_tcp_listeners(address.port, host=address.host))
+            if reuse_port:
+                listeners.extend(await _open_reuse_port(address))
+            else:
+                listeners.extend(await trio.open_tcp_listeners(address.port, host=address.host))
+    except BaseException:
+        for listener in listeners:
+            await listener.aclose()
+        raise
+    return listeners
+
+
+async def _open_reuse_port(address: ListenAddress) -> list[trio.SocketListener]:
+    """What trio.open_tcp_listeners does (one socket per resolved address, IPv6-only IPv6
+    sockets, SO_REUSEADDR), plus SO_REUSEPORT."""
+    infos = await trio.socket.getaddrinfo(
+        address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    listeners: list[trio.SocketListener] = []
+    try:
+        for family, kind, proto, _name, sockaddr in infos:
+            sock = trio.socket.socket(family, kind, proto)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                await sock.bind(sockaddr)
+                sock.listen(BACKLOG)
+            except BaseException:
+                sock.close()
+                raise
+            listeners.append(trio.SocketListener(sock))
     except BaseException:
         for listener in listeners:
             await listener.aclose()

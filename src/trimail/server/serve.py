@@ -45,14 +45,21 @@ class _SpoolsNearby(Protocol):
 
 class Server:
     def __init__(
-        self, config: ServerConfig, handler: Handler, *, hostname: str | None = None
+        self,
+        config: ServerConfig,
+        handler: Handler,
+        *,
+        hostname: str | None = None,
+        reuse_port: bool = False,
     ) -> None:
         """``hostname`` (else ``config.hostname``, else the machine's FQDN, looked up once when
-        serving starts) names the server in greetings and Received headers.
+        serving starts) names the server in greetings and Received headers. ``reuse_port``
+        opens the listeners with SO_REUSEPORT, for worker processes sharing one address.
 
         Raises TlsSetupError when the configured certificate or key cannot be loaded."""
         self.config = config
         self.handler = handler
+        self._reuse_port = reuse_port
         #: Bound plain listeners, then bound implicit-TLS listeners (port 0 resolved).
         self.addresses: list[ListenAddress] = []
         self.tls_addresses: list[ListenAddress] = []
@@ -97,9 +104,9 @@ class Server:
             self._hostname = await trio.to_thread.run_sync(socket.getfqdn)
             self._context = attrs.evolve(self._context, hostname=self._hostname)
         await self.handler.prepare()
-        plain = await open_listeners(self.config.listen)
+        plain = await open_listeners(self.config.listen, reuse_port=self._reuse_port)
         try:
-            implicit = await open_listeners(self.config.listen_tls)
+            implicit = await open_listeners(self.config.listen_tls, reuse_port=self._reuse_port)
         except BaseException:
             for listener in plain:
                 await listener.aclose()

@@ -1,0 +1,236 @@
+"""``trimail serve --workers K``: K server processes sharing the listeners, one supervisor.
+
+One Python process runs all its protocol work on one core (the GIL), so a machine with more
+cores takes more mail with more processes. Each worker is a whole ``trimail serve`` (its own
+Trio loop, admission table, handler and graceful shutdown) listening with SO_REUSEPORT on the
+same addresses; the kernel spreads new connections over the workers' accept queues.
+
+The supervisor:
+
+- reserves every listen address first (binds with SO_REUSEPORT but never listens, so no
+  connection is ever queued on it): port 0 resolves to one port that all workers then listen
+  on, and the port stays ours while a worker restarts;
+- starts the workers with ``multiprocessing``'s spawn method (a fresh interpreter each: no
+  forked Trio or thread state), with the resolved addresses and an equal share of
+  ``admission.max_connections``; per-client limits and rates are each worker's own (see the
+  README: a client's connections are hashed over the workers);
+- forwards SIGTERM/SIGINT (each worker drains gracefully) and SIGHUP (TLS reload);
+- restarts a worker that dies, at most once per ``RESTART_DELAY`` per worker slot; a worker
+  that fails before it is listening stops them all, since the same error would strike again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from multiprocessing.context import SpawnProcess
+from multiprocessing.synchronize import Event as EventType
+from types import FrameType
+
+import attrs
+
+from ..config.model import ListenAddress, ServerConfig
+
+log = logging.getLogger("trimail")
+
+#: Seconds between two starts of the same worker slot (a crash loop must not spin).
+RESTART_DELAY = 1.0
+#: Seconds a worker has to be listening after it starts.
+STARTUP_BOUND = 60.0
+#: How often the supervisor looks at the clock while it waits for a worker to exit.
+_POLL = 0.5
+
+#: ``worker(config, index, ready)``: run one server; call ``ready.set()`` once listening.
+WorkerMain = Callable[[ServerConfig, int, EventType], None]
+
+
+class WorkerStartError(Exception):
+    """A worker exited before it was listening (its own error is already on stderr)."""
+
+
+def reserve_addresses(
+    addresses: tuple[ListenAddress, ...],
+) -> tuple[tuple[ListenAddress, ...], list[socket.socket]]:
+    """Bind (never listen) one SO_REUSEPORT socket per resolved address; the addresses with
+    port 0 replaced by the port the kernel chose, and the sockets that hold them."""
+    resolved: list[ListenAddress] = []
+    held: list[socket.socket] = []
+    try:
+        for address in addresses:
+            port = address.port
+            infos = socket.getaddrinfo(
+                address.host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            for family, kind, proto, _name, sockaddr in infos:
+                sock = socket.socket(family, kind, proto)
+                held.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind((sockaddr[0], port, *sockaddr[2:]))
+                port = int(sock.getsockname()[1])  # port 0: the rest share the first's
+            resolved.append(ListenAddress(address.host, port))
+    except BaseException:
+        for sock in held:
+            sock.close()
+        raise
+    return tuple(resolved), held
+
+
+def worker_config(config: ServerConfig, listen: tuple[ListenAddress, ...],
+                  listen_tls: tuple[ListenAddress, ...]) -> ServerConfig:  # fmt: skip
+    """One worker's configuration: resolved addresses and its share of the connections."""
+    share = math.ceil(config.admission.max_connections / config.workers)
+    return attrs.evolve(
+        config,
+        listen=listen,
+        listen_tls=listen_tls,
+        workers=1,
+        admission=attrs.evolve(config.admission, max_connections=share),
+    )
+
+
+@attrs.define
+class _Slot:
+    index: int
+    process: SpawnProcess | None = None
+    ready: EventType | None = None
+    started_at: float = 0.0
+    restart_at: float | None = None
+
+
+class Supervisor:
+    """Starts, watches, restarts and stops the worker processes."""
+
+    def __init__(self, config: ServerConfig, worker_main: WorkerMain) -> None:
+        self._config = config
+        self._worker_main = worker_main
+        self._context = multiprocessing.get_context("spawn")
+        self._slots = [_Slot(index) for index in range(1, config.workers + 1)]
+        self._stopping = False
+        self._failed = False
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT and every worker has drained: 0, or 1 on a failure."""
+        listen, held = reserve_addresses(self._config.listen)
+        try:
+            listen_tls, held_tls = reserve_addresses(self._config.listen_tls)
+        except BaseException:
+            for sock in held:
+                sock.close()
+            raise
+        held += held_tls
+        self._worker_config = worker_config(self._config, listen, listen_tls)
+        previous = {
+            signum: signal.signal(signum, self._on_signal)
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        }
+        try:
+            for slot in self._slots:
+                self._start(slot)
+            log.info("supervising %d workers", len(self._slots))
+            self._watch()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            for slot in self._slots:
+                self._reap(slot)
+            for sock in held:
+                sock.close()
+        return 1 if self._failed else 0
+
+    @property
+    def pids(self) -> list[int]:
+        return [s.process.pid for s in self._slots if s.process is not None and s.process.pid]
+
+    def _start(self, slot: _Slot) -> None:
+        slot.ready = self._context.Event()
+        slot.process = self._context.Process(
+            target=self._worker_main,
+            args=(self._worker_config, slot.index, slot.ready),
+            name=f"trimail-worker-{slot.index}",
+        )
+        slot.process.start()
+        slot.started_at = time.monotonic()
+        slot.restart_at = None
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self._signal_workers(signal.SIGHUP)
+            return
+        self._stopping = True
+        self._signal_workers(signal.SIGTERM)
+
+    def _signal_workers(self, signum: int) -> None:
+        for slot in self._slots:
+            process = slot.process
+            if process is not None and process.pid is not None and process.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):  # it exited just now
+                    os.kill(process.pid, signum)
+
+    def _watch(self) -> None:
+        while True:
+            live = [s for s in self._slots if s.process is not None and s.process.is_alive()]
+            if self._stopping and not live:
+                return
+            multiprocessing.connection.wait(
+                [s.process.sentinel for s in live if s.process is not None], timeout=_POLL
+            )
+            now = time.monotonic()
+            for slot in self._slots:
+                self._check(slot, now)
+
+    def _check(self, slot: _Slot, now: float) -> None:
+        process = slot.process
+        if process is None:
+            if slot.restart_at is not None and now >= slot.restart_at and not self._stopping:
+                self._start(slot)
+            return
+        if process.exitcode is None:
+            listening = slot.ready is not None and slot.ready.is_set()
+            if not listening and now - slot.started_at > STARTUP_BOUND:
+                self._fail(f"worker {slot.index} was not listening after {STARTUP_BOUND:g}s")
+            return
+        ready = slot.ready is not None and slot.ready.is_set()
+        code = process.exitcode
+        process.close()
+        slot.process = None
+        if self._stopping:
+            if code != 0:
+                log.error("worker %d exited with code %s while stopping", slot.index, code)
+                self._failed = True
+            return
+        if not ready:
+            self._fail(f"worker {slot.index} exited with code {code} before it was listening")
+            return
+        log.error("worker %d exited with code %s; restarting it", slot.index, code)
+        slot.restart_at = max(now, slot.started_at + RESTART_DELAY)
+
+    def _fail(self, reason: str) -> None:
+        log.error("%s; stopping every worker", reason)
+        self._failed = True
+        self._stopping = True
+        self._signal_workers(signal.SIGTERM)
+
+    def _reap(self, slot: _Slot) -> None:
+        """Only after an unexpected error in the supervisor itself: never leave orphans."""
+        process = slot.process
+        if process is None:
+            return
+        if process.exitcode is None:
+            process.terminate()
+            process.join(STARTUP_BOUND)
+            if process.exitcode is None:
+                process.kill()
+                process.join()
+        process.close()
+        slot.process = None
