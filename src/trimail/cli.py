@@ -21,6 +21,7 @@ from .config.model import DeliveryKind, LineEndings, ListenAddress, ServerConfig
 from .delivery.maildir import MaildirHandler
 from .delivery.null import DiscardHandler
 from .handler import Handler
+from .log_format import CachedTimeFormatter
 from .server.serve import Server
 from .server.tls import TlsSetupError
 from .server.workers import Supervisor
@@ -390,9 +391,9 @@ def _configure_logging(name: str = "trimail") -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format=f"%(asctime)s {name}: %(message)s"
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(CachedTimeFormatter(f"%(asctime)s {name}: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
