@@ -111,6 +111,8 @@ class MaildirHandler(BaseHandler):
         signatures over the raw bytes, but what plain-text tools expect)."""
         self.root = root
         self.unix_newlines = unix_newlines
+        self._tmp = os.path.join(root, "tmp", "")  # with the trailing separator
+        self._new = os.path.join(root, "new", "")
         self._small = GroupCommit(self._store_batch, max_batches=1, max_batch_size=batch_size)
         self._large = GroupCommit(
             self._store_batch, max_batches=large_threads, max_batch_size=LARGE_BATCH_SIZE
@@ -158,13 +160,15 @@ class MaildirHandler(BaseHandler):
         """Write every file into tmp/ and start its writeback, then fsync each, rename each
         into new/, and fsync new/ once: that one directory fsync makes every rename of the
         batch durable, and no job's outcome is returned before it."""
-        tmp, new = self.root / "tmp", self.root / "new"
+        # Plain strings, not Paths: this runs in a worker thread holding the GIL between system
+        # calls, so every microsecond of Python here is one the event loop waits for.
+        tmp, new = self._tmp, self._new
         outcomes: list[str | Exception] = [job.name for job in jobs]
         open_files: dict[int, int] = {}  # job index -> fd, written and writeback started
         try:
             for index, job in enumerate(jobs):
                 try:
-                    open_files[index] = self._write(tmp / job.name, job)
+                    open_files[index] = self._write(tmp + job.name, job)
                 except OSError as exc:
                     outcomes[index] = exc
             for index, fd in list(open_files.items()):  # in order: oldest writeback first
@@ -176,24 +180,24 @@ class MaildirHandler(BaseHandler):
                         os.close(fd)
                 except OSError as exc:
                     outcomes[index] = exc
-                    _remove(tmp / jobs[index].name)
+                    _remove(tmp + jobs[index].name)
         finally:
             for fd in open_files.values():  # only after an unexpected error
                 os.close(fd)
-        renamed: list[Path] = []
+        renamed: list[str] = []
         for index, job in enumerate(jobs):
             if isinstance(outcomes[index], Exception):
                 continue
             try:
-                os.rename(tmp / job.name, new / job.name)
+                os.rename(tmp + job.name, new + job.name)
             except OSError as exc:
                 outcomes[index] = exc
-                _remove(tmp / job.name)
+                _remove(tmp + job.name)
             else:
-                renamed.append(new / job.name)
+                renamed.append(new + job.name)
         if renamed:
             try:
-                _fsync_directory(new)
+                _fsync_directory(self.root / "new")
             except OSError as exc:
                 # Not known to be durable, so none may stay visible after we answer 451.
                 for path in renamed:
@@ -202,7 +206,7 @@ class MaildirHandler(BaseHandler):
         return outcomes
 
     @staticmethod
-    def _write(temporary: Path, job: _StoreJob) -> int:
+    def _write(temporary: str, job: _StoreJob) -> int:
         """Create ``temporary``, write the job's bytes, start their writeback; the open fd."""
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
@@ -219,6 +223,6 @@ class MaildirHandler(BaseHandler):
         return fd
 
 
-def _remove(path: Path) -> None:
+def _remove(path: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
