@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 
-
 #: logging.Formatter.default_msec_format (typed there as optional).
 MSEC_FORMAT = "%s,%03d"
 
