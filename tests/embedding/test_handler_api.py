@@ -336,3 +336,36 @@ def test_built_in_handlers_satisfy_the_protocol(tmp_path: Path) -> None:
         trimail.MaildirHandler(tmp_path),
     ]
     assert all(isinstance(handler, trimail.BaseHandler) for handler in handlers)
+
+
+class FinishingLate(trimail.BaseHandler):
+    """Stores the message in a step it cannot interrupt, past the handler timeout."""
+
+    def __init__(self) -> None:
+        self.stored: list[str] = []
+
+    async def deliver(
+        self, envelope: trimail.Envelope, message: trimail.Message
+    ) -> trimail.Receipt | trimail.Reply:
+        with trio.CancelScope(shield=True):  # like a worker thread: it runs to the end
+            await trio.sleep(LATE_BY)
+        self.stored.append(message.queue_id)
+        return message.queue_id
+
+
+LATE_BY = 0.3
+
+
+async def test_a_delivery_that_finishes_after_its_deadline_is_still_250() -> None:
+    """Stored is stored: a 451 here would make the client send the message again. Both a
+    message in memory and one spooled to a file (whose clean-up awaits a thread) count."""
+    handler = FinishingLate()
+    big = b"Subject: big\r\n\r\n" + (b"y" * 998 + b"\r\n") * 2000  # spooled: past 1 MiB
+    async with serving(handler, config(handler=LATE_BY / 3)) as port, connected(port) as client:
+        with trio.fail_after(BOUND):
+            await client.reply()
+            for content in (MESSAGE, big):
+                code, text = await client.send_message("a@example.org", ["b@example.org"], content)
+                assert code == 250, text
+                assert handler.stored[-1] in text
+    assert len(handler.stored) == 2

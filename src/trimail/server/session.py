@@ -545,11 +545,15 @@ class Session:
         # handler's time limit is this scope's deadline (one scope per message, not three).
         limit = self._context.timeouts.handler
         outcome: str | Reply = replies.LOCAL_ERROR
-        with trio.CancelScope(shield=True, deadline=trio.current_time() + limit) as scope:
-            try:
+        try:
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + limit) as scope:
                 if not self._spool_failed:
                     outcome = await self._handed_over(envelope, message)
-            finally:
+        finally:
+            # Outside the handler's deadline: a handler that finished late (a write it could
+            # not interrupt) still gets its receipt answered with 250, not a 451 that would
+            # make the client send a stored message again.
+            with trio.CancelScope(shield=True):
                 await self._discard_message()
         if scope.cancelled_caught:
             log.error("message %s: delivery took longer than %gs", message.queue_id, limit)
