@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import os
 import signal
 import sys
@@ -24,7 +25,7 @@ from .handler import Handler
 from .log_format import CachedTimeFormatter
 from .server.serve import Server
 from .server.tls import TlsSetupError
-from .server.workers import Supervisor
+from .server.workers import FORWARDED, Supervisor
 
 log = logging.getLogger("trimail")
 
@@ -319,14 +320,29 @@ def make_handler(config: ServerConfig) -> Handler:
 
 
 async def _serve_until_signalled(
-    server: Server, on_listening: Callable[[], object] | None = None
+    server: Server,
+    on_listening: Callable[[], object] | None = None,
+    parent_sentinel: int | None = None,
 ) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+    """Serve until SIGTERM/SIGINT (graceful stop), reloading TLS on SIGHUP. A worker also
+    stops when its supervisor's ``parent_sentinel`` says the supervisor is gone."""
+    with trio.open_signal_receiver(*FORWARDED) as signals:
+        # A worker starts with these blocked (so an early signal cannot kill it); now that
+        # they are handled, let them in, pending ones first. A no-op for a single process.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, signals, server)
+            if parent_sentinel is not None:
+                nursery.start_soon(_stop_when_readable, parent_sentinel, server)
             await nursery.start(_serve_then_stop_listening_for_signals, server, nursery)
             if on_listening is not None:
                 on_listening()
+
+
+async def _stop_when_readable(sentinel: int, server: Server) -> None:
+    await trio.lowlevel.wait_readable(sentinel)
+    log.error("the supervisor is gone; stopping")
+    server.stop()
 
 
 async def _serve_then_stop_listening_for_signals(
@@ -375,9 +391,11 @@ def run_worker(config: ServerConfig, index: int, ready: EventType) -> None:
     a whole server on SO_REUSEPORT listeners; ``ready`` is set once it is listening."""
     _configure_logging(f"trimail[{index}]")
     log.info("worker %d started: pid %d", index, os.getpid())
+    parent = multiprocessing.parent_process()
     try:
         server = Server(config, make_handler(config), reuse_port=True)
-        trio.run(_serve_until_signalled, server, ready.set)
+        sentinel = parent.sentinel if parent is not None else None
+        trio.run(_serve_until_signalled, server, ready.set, sentinel)
     except (OSError, TlsSetupError) as exc:
         print(f"trimail serve: worker {index}: error: {exc}", file=sys.stderr)
         sys.exit(1)

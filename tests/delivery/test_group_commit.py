@@ -248,6 +248,20 @@ async def test_a_job_cancelled_while_waiting_in_a_batch_led_by_another_task() ->
     assert jobs.results == {1: 10, 2: 20}
 
 
+async def test_an_answer_that_is_not_a_sequence_fails_the_batch_and_frees_its_slot() -> None:
+    answers: list[object] = [None, [70]]
+
+    def store(jobs: Sequence[int]) -> list[int | Exception]:
+        return answers.pop(0)  # type: ignore[return-value]  # the bug under test
+
+    commit: GroupCommit[int, int] = GroupCommit(store, max_batches=1, max_batch_size=1)
+    with trio.fail_after(SAFETY_NET):
+        with pytest.raises(TypeError, match="store answered NoneType, not a sequence"):
+            await commit.submit(5)
+        assert commit.in_flight == 0
+        assert await commit.submit(7) == 70
+
+
 def test_bounds_must_be_positive() -> None:
     for batches, size in ((0, 1), (1, 0)):
         with pytest.raises(ValueError, match="at least 1"):

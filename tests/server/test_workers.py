@@ -45,9 +45,13 @@ def test_reserving_port_0_resolves_one_port_and_holds_it() -> None:
         # The reservation never listens: a connection to it is refused, not queued.
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", address.port), timeout=5).close()
-        # Without SO_REUSEPORT, nobody else can take the port meanwhile.
-        with socket.socket() as intruder, pytest.raises(OSError):
-            intruder.bind(("127.0.0.1", address.port))
+        # Nobody else can take the port meanwhile: not a plain socket, and not one with
+        # SO_REUSEADDR (two of those may share a port while neither listens).
+        for reuse_address in (False, True):
+            with socket.socket() as intruder, pytest.raises(OSError):
+                if reuse_address:
+                    intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                intruder.bind(("127.0.0.1", address.port))
     finally:
         for sock in held:
             sock.close()
@@ -201,13 +205,11 @@ def test_two_workers_share_the_port_restart_after_a_crash_and_stop_on_sigterm(
         workers.process.send_signal(signal.SIGTERM)
         assert workers.process.wait(timeout=STARTUP_BOUND) == 0
         log = workers.stderr
-        assert log.count("received SIGTERM") == 2
+        assert "trimail: received SIGTERM" in log  # the supervisor, which forwards it
+        assert len(re.findall(r"trimail\[\d\]: received SIGTERM", log)) == 2
         assert log.count(": stopped") == 2
         for pid in restarted.values():
-            deadline = time.monotonic() + STARTUP_BOUND
-            while pid_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert not pid_alive(pid)
+            wait_until_gone(pid)
 
 
 def test_a_worker_that_cannot_start_stops_the_supervisor_with_exit_1(tmp_path: Path) -> None:
@@ -219,3 +221,40 @@ def test_a_worker_that_cannot_start_stops_the_supervisor_with_exit_1(tmp_path: P
         log = workers.stderr
     assert "before it was listening; stopping every worker" in log
     assert "Not a directory" in log
+
+
+def test_signals_before_the_workers_listen_wait_for_them(tmp_path: Path) -> None:
+    """A SIGHUP (a certificate reload hook) or SIGTERM that arrives while the workers are
+    still starting must not kill them: they start with the signals blocked."""
+    with supervisor(tmp_path, "--workers", "2", "--delivery", "discard") as workers:
+        workers.wait_for_log(r"supervising 2 workers")  # its own handlers are in place
+        workers.process.send_signal(signal.SIGHUP)  # no worker is listening yet
+        listening = workers.wait_for_log(r"trimail\[(\d)\]: listening on 127\.0\.0\.1:(\d+)", 2)
+        send_messages(int(listening[0][2]), 2)
+        assert "before it was listening" not in workers.stderr
+    with supervisor(tmp_path, "--workers", "2", "--delivery", "discard") as workers:
+        workers.wait_for_log(r"supervising 2 workers")
+        workers.process.send_signal(signal.SIGTERM)  # while the workers import
+        assert workers.process.wait(timeout=STARTUP_BOUND) == 0, workers.stderr
+        pids = workers.worker_pids()
+    for pid in pids.values():
+        wait_until_gone(pid)
+
+
+def test_workers_stop_by_themselves_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    with supervisor(tmp_path, "--workers", "2", "--delivery", "discard") as workers:
+        workers.wait_for_log(r"trimail\[\d\]: listening on", 2)
+        pids = workers.worker_pids()
+        workers.process.kill()
+        workers.process.wait(timeout=STARTUP_BOUND)
+        for pid in pids.values():
+            wait_until_gone(pid)
+        assert workers.stderr.count("the supervisor is gone; stopping") == 2
+
+
+def wait_until_gone(pid: int) -> None:
+    """Poll (a foreign process: nothing to await) until ``pid`` has exited."""
+    deadline = time.monotonic() + STARTUP_BOUND
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(pid), f"pid {pid} still running"

@@ -112,37 +112,37 @@ class GroupCommit(Generic[Job, Result]):
             entry.taken = True
         self._in_flight += 1
         self._notify()  # the next oldest job may lead a batch of its own if a slot is free
-        outcomes: Sequence[Result | Exception] | Exception = RuntimeError("batch did not finish")
+        outcomes: list[Result | Exception] | Exception = RuntimeError("batch did not finish")
         try:
             # Shielded: the batch holds other tasks' jobs, and a worker-thread call cannot be
             # interrupted anyway; this only keeps its start from being cancelled.
             with trio.CancelScope(shield=True):
-                outcomes = await trio.to_thread.run_sync(
+                answered = await trio.to_thread.run_sync(
                     self._store, [entry.job for entry in batch], limiter=self._threads
                 )
+            outcomes = _checked(answered, len(batch))
         except Exception as exc:  # a bug in store(): every job of the batch fails with it
             outcomes = exc
         finally:
-            self._settle(batch, outcomes)
+            # Whatever happened, every job of the batch is answered and its slot freed:
+            # nothing in here can raise, so no waiter is left behind.
+            for index, entry in enumerate(batch):
+                outcome = outcomes if isinstance(outcomes, Exception) else outcomes[index]
+                if isinstance(outcome, Exception):
+                    entry.error = outcome
+                else:
+                    entry.result = outcome
+                entry.done = True
             self._in_flight -= 1
             self.batches += 1
             self.jobs += len(batch)
             self._notify()
 
-    @staticmethod
-    def _settle(
-        batch: list[_Entry[Job, Result]],
-        outcomes: Sequence[Result | Exception] | Exception,
-    ) -> None:
-        if not isinstance(outcomes, Exception) and len(outcomes) != len(batch):
-            outcomes = RuntimeError(f"store answered {len(outcomes)} of {len(batch)} jobs")
-        for index, entry in enumerate(batch):
-            entry.done = True
-            if isinstance(outcomes, Exception):
-                entry.error = outcomes
-                continue
-            outcome = outcomes[index]
-            if isinstance(outcome, Exception):
-                entry.error = outcome
-            else:
-                entry.result = outcome
+
+def _checked(answered: object, jobs: int) -> list[Result | Exception]:
+    """The store's answer as a list of one outcome per job; raises saying why it is not."""
+    if not isinstance(answered, Sequence) or isinstance(answered, str | bytes):
+        raise TypeError(f"store answered {type(answered).__name__}, not a sequence")
+    if len(answered) != jobs:
+        raise RuntimeError(f"store answered {len(answered)} of {jobs} jobs")
+    return list(answered)

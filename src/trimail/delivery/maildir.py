@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import socket
 import time
@@ -35,6 +36,7 @@ COPY_CHUNK = 1024 * 1024
 #: of copies does not take long.
 LARGE_BATCH_SIZE = 4
 _sequence = itertools.count()
+log = logging.getLogger("trimail")
 
 
 def _safe_hostname() -> str:
@@ -201,7 +203,10 @@ class MaildirHandler(BaseHandler):
             except OSError as exc:
                 # Not known to be durable, so none may stay visible after we answer 451.
                 for path in renamed:
-                    _remove(path)
+                    try:
+                        os.unlink(path)
+                    except OSError as unlink_error:
+                        log.error("maildir: %s stays in new/ after 451: %s", path, unlink_error)
                 outcomes = [exc if isinstance(outcome, str) else outcome for outcome in outcomes]
         return outcomes
 

@@ -14,9 +14,17 @@ The supervisor:
   forked Trio or thread state), with the resolved addresses and an equal share of
   ``admission.max_connections``; per-client limits and rates are each worker's own (see the
   README: a client's connections are hashed over the workers);
-- forwards SIGTERM/SIGINT (each worker drains gracefully) and SIGHUP (TLS reload);
+- forwards SIGTERM/SIGINT (each worker drains gracefully) and SIGHUP (TLS reload); workers
+  start with those signals blocked and unblock them once their Trio loop handles them, so a
+  signal that arrives while a worker is still importing waits for it instead of killing it;
 - restarts a worker that dies, at most once per ``RESTART_DELAY`` per worker slot; a worker
-  that fails before it is listening stops them all, since the same error would strike again.
+  that fails before it is listening stops them all, since the same error would strike again;
+- kills what is left ``STOP_BOUND`` seconds past the workers' own shutdown grace.
+
+Its signal handler only records the signal and wakes the loop (through ``set_wakeup_fd``);
+all the acting happens in the loop, so no handler ever races a worker being started or reaped.
+Workers stop on their own when the supervisor dies (they watch its process sentinel), so a
+killed supervisor never leaves workers holding the port.
 """
 
 from __future__ import annotations
@@ -45,8 +53,12 @@ log = logging.getLogger("trimail")
 RESTART_DELAY = 1.0
 #: Seconds a worker has to be listening after it starts.
 STARTUP_BOUND = 60.0
-#: How often the supervisor looks at the clock while it waits for a worker to exit.
+#: Seconds past the workers' shutdown grace before the supervisor kills what is left.
+STOP_BOUND = 10.0
+#: How often the supervisor looks at the clock while it waits for a worker or a signal.
 _POLL = 0.5
+#: The signals the supervisor handles and forwards; workers start with them blocked.
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 #: ``worker(config, index, ready)``: run one server; call ``ready.set()`` once listening.
 WorkerMain = Callable[[ServerConfig, int, EventType], None]
@@ -60,7 +72,12 @@ def reserve_addresses(
     addresses: tuple[ListenAddress, ...],
 ) -> tuple[tuple[ListenAddress, ...], list[socket.socket]]:
     """Bind (never listen) one SO_REUSEPORT socket per resolved address; the addresses with
-    port 0 replaced by the port the kernel chose, and the sockets that hold them."""
+    port 0 replaced by the port the kernel chose, and the sockets that hold them.
+
+    No SO_REUSEADDR here: on Linux two SO_REUSEADDR sockets may share a port while neither
+    listens, so with it another program could take the reserved port. Only sockets with
+    SO_REUSEPORT of the same user (our workers) can join this one.
+    """
     resolved: list[ListenAddress] = []
     held: list[socket.socket] = []
     try:
@@ -72,7 +89,6 @@ def reserve_addresses(
             for family, kind, proto, _name, sockaddr in infos:
                 sock = socket.socket(family, kind, proto)
                 held.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -88,7 +104,8 @@ def reserve_addresses(
 
 def worker_config(config: ServerConfig, listen: tuple[ListenAddress, ...],
                   listen_tls: tuple[ListenAddress, ...]) -> ServerConfig:  # fmt: skip
-    """One worker's configuration: resolved addresses and its share of the connections."""
+    """One worker's configuration: resolved addresses and its share of the connections
+    (rounded up, so the workers together admit at most ``workers - 1`` more than the total)."""
     share = math.ceil(config.admission.max_connections / config.workers)
     return attrs.evolve(
         config,
@@ -105,7 +122,9 @@ class _Slot:
     process: SpawnProcess | None = None
     ready: EventType | None = None
     started_at: float = 0.0
-    restart_at: float | None = None
+    #: When to (re)start this slot; None while a process runs in it or after stopping.
+    start_at: float | None = 0.0
+    killed: bool = False
 
 
 class Supervisor:
@@ -116,8 +135,13 @@ class Supervisor:
         self._worker_main = worker_main
         self._context = multiprocessing.get_context("spawn")
         self._slots = [_Slot(index) for index in range(1, config.workers + 1)]
-        self._stopping = False
+        self._signals: list[int] = []
+        self._stop_deadline: float | None = None
         self._failed = False
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_deadline is not None
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT and every worker has drained: 0, or 1 on a failure."""
@@ -130,44 +154,57 @@ class Supervisor:
             raise
         held += held_tls
         self._worker_config = worker_config(self._config, listen, listen_tls)
-        previous = {
-            signum: signal.signal(signum, self._on_signal)
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-        }
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_write, False)
+        os.set_blocking(wake_read, False)
+        previous_wakeup = signal.set_wakeup_fd(wake_write)
+        previous = {signum: signal.signal(signum, self._on_signal) for signum in FORWARDED}
         try:
-            for slot in self._slots:
-                self._start(slot)
             log.info("supervising %d workers", len(self._slots))
-            self._watch()
+            self._watch(wake_read)
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            signal.set_wakeup_fd(previous_wakeup)
             for slot in self._slots:
                 self._reap(slot)
             for sock in held:
                 sock.close()
+            os.close(wake_read)
+            os.close(wake_write)
         return 1 if self._failed else 0
 
-    @property
-    def pids(self) -> list[int]:
-        return [s.process.pid for s in self._slots if s.process is not None and s.process.pid]
-
-    def _start(self, slot: _Slot) -> None:
-        slot.ready = self._context.Event()
-        slot.process = self._context.Process(
-            target=self._worker_main,
-            args=(self._worker_config, slot.index, slot.ready),
-            name=f"trimail-worker-{slot.index}",
-        )
-        slot.process.start()
-        slot.started_at = time.monotonic()
-        slot.restart_at = None
-
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if signum == signal.SIGHUP:
-            self._signal_workers(signal.SIGHUP)
-            return
-        self._stopping = True
+        self._signals.append(signum)  # the loop acts on it; the wake-up fd wakes the loop
+
+    def _watch(self, wake: int) -> None:
+        while True:
+            self._act_on_signals()
+            now = time.monotonic()
+            for slot in self._slots:
+                self._check(slot, now)
+            live = [s.process for s in self._slots if s.process is not None]
+            if self.stopping and not live:
+                return
+            multiprocessing.connection.wait(
+                [wake, *(process.sentinel for process in live)], timeout=_POLL
+            )
+            with contextlib.suppress(BlockingIOError):
+                os.read(wake, 512)
+
+    def _act_on_signals(self) -> None:
+        while self._signals:
+            signum = self._signals.pop(0)
+            if signum == signal.SIGHUP:
+                self._signal_workers(signal.SIGHUP)
+            else:
+                log.info("received %s", signal.Signals(signum).name)
+                self._stop()
+
+    def _stop(self) -> None:
+        if not self.stopping:
+            grace = self._config.timeouts.shutdown_grace
+            self._stop_deadline = time.monotonic() + grace + STOP_BOUND
         self._signal_workers(signal.SIGTERM)
 
     def _signal_workers(self, signum: int) -> None:
@@ -177,35 +214,46 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):  # it exited just now
                     os.kill(process.pid, signum)
 
-    def _watch(self) -> None:
-        while True:
-            live = [s for s in self._slots if s.process is not None and s.process.is_alive()]
-            if self._stopping and not live:
-                return
-            multiprocessing.connection.wait(
-                [s.process.sentinel for s in live if s.process is not None], timeout=_POLL
-            )
-            now = time.monotonic()
-            for slot in self._slots:
-                self._check(slot, now)
+    def _start(self, slot: _Slot) -> None:
+        slot.ready = self._context.Event()
+        process = self._context.Process(
+            target=self._worker_main,
+            args=(self._worker_config, slot.index, slot.ready),
+            name=f"trimail-worker-{slot.index}",
+        )
+        # Started with the forwarded signals blocked (the mask survives fork and exec); the
+        # worker unblocks them once its loop handles them, and pending ones arrive then.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        slot.process = process
+        slot.started_at = time.monotonic()
+        slot.start_at = None
 
     def _check(self, slot: _Slot, now: float) -> None:
         process = slot.process
         if process is None:
-            if slot.restart_at is not None and now >= slot.restart_at and not self._stopping:
+            if slot.start_at is not None and now >= slot.start_at and not self.stopping:
                 self._start(slot)
             return
         if process.exitcode is None:
             listening = slot.ready is not None and slot.ready.is_set()
-            if not listening and now - slot.started_at > STARTUP_BOUND:
+            if self._stop_deadline is not None and now > self._stop_deadline:
+                if not slot.killed:
+                    log.error("worker %d still running after SIGTERM; killing it", slot.index)
+                    slot.killed = True
+                process.kill()
+            elif not listening and not self.stopping and now - slot.started_at > STARTUP_BOUND:
                 self._fail(f"worker {slot.index} was not listening after {STARTUP_BOUND:g}s")
             return
         ready = slot.ready is not None and slot.ready.is_set()
         code = process.exitcode
-        process.close()
         slot.process = None
-        if self._stopping:
-            if code != 0:
+        process.close()
+        if self.stopping:
+            if code not in (0, -signal.SIGTERM):
                 log.error("worker %d exited with code %s while stopping", slot.index, code)
                 self._failed = True
             return
@@ -213,24 +261,22 @@ class Supervisor:
             self._fail(f"worker {slot.index} exited with code {code} before it was listening")
             return
         log.error("worker %d exited with code %s; restarting it", slot.index, code)
-        slot.restart_at = max(now, slot.started_at + RESTART_DELAY)
+        slot.start_at = max(now, slot.started_at + RESTART_DELAY)
 
     def _fail(self, reason: str) -> None:
         log.error("%s; stopping every worker", reason)
         self._failed = True
-        self._stopping = True
-        self._signal_workers(signal.SIGTERM)
+        self._stop()
 
     def _reap(self, slot: _Slot) -> None:
         """Only after an unexpected error in the supervisor itself: never leave orphans."""
-        process = slot.process
+        process, slot.process = slot.process, None
         if process is None:
             return
         if process.exitcode is None:
             process.terminate()
-            process.join(STARTUP_BOUND)
+            process.join(STOP_BOUND)
             if process.exitcode is None:
                 process.kill()
                 process.join()
         process.close()
-        slot.process = None
