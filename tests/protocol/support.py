@@ -223,3 +223,36 @@ def decode(pieces: Iterable[bytes], max_size: int = 1 << 40) -> Decoded:
             return Decoded(tuple(chunks), True, after, decoder.error, decoder.size)
         assert progress.leftover == b""
     return Decoded(tuple(chunks), False, b"", decoder.error, decoder.size)
+
+
+def reference(data: bytes, max_size: int) -> tuple[bool, bytes, bytes, bool, bool]:
+    """(complete, content, after, bare newline, too big), computed the slow obvious way."""
+    view = b"\r\n" + data
+    end = view.find(b"\r\n.\r\n")
+    if end == -1:
+        return False, b"", b"", False, False
+    content = unstuff(data[:end])
+    crlf = content.count(b"\r\n")
+    bare = content.count(b"\r") != crlf or content.count(b"\n") != crlf
+    return True, content, view[end + 5 :], bare, len(content) > max_size
+
+
+def check_against_reference(result: Decoded, data: bytes, max_size: int) -> None:
+    complete, content, after, bare, too_big = reference(data, max_size)
+    assert result.complete is complete
+    if not complete:
+        assert result.after == b""
+        if result.error is None:
+            assert unstuff(data).startswith(result.content)
+        return
+    assert result.after == after
+    assert result.size == len(content)
+    assert (result.error is not None) is (bare or too_big)
+    if result.error is None:
+        assert result.content == content
+    else:
+        assert content.startswith(result.content)
+        if not too_big:
+            assert result.error is BodyError.BARE_NEWLINE
+        if not bare:
+            assert result.error is BodyError.TOO_BIG

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trimail.protocol import replies
-from trimail.protocol.body import BodyDecoder, BodyError
+from trimail.protocol.body import _DOT_HOPS as DOT_HOPS
+from trimail.protocol.body import BodyDecoder, BodyError, has_bare_newline
 from trimail.protocol.events import (
     MailFromRequest,
     MessageComplete,
@@ -15,7 +20,7 @@ from trimail.protocol.events import (
 )
 from trimail.protocol.limits import ProtocolLimits
 
-from .support import decode, driver, events_of, splits, unstuff
+from .support import check_against_reference, decode, driver, events_of, splits, unstuff
 
 # -- unstuffing and the terminator ---------------------------------------------------------
 
@@ -263,3 +268,77 @@ def test_smuggling_through_the_connection(vector: bytes, bare: bool, bytewise: b
         assert out == [(354, None), (250, "2.0.0"), (250, "2.0.0")]
     assert drv.conn.errors == 0
     assert drv.ended is None
+
+
+# -- the chunk-scanning shortcuts -------------------------------------------------------------
+
+
+def count_bare_newlines(content: bytes) -> bool:
+    """The plain definition: every CR and every LF is part of a CRLF pair, or not."""
+    pairs = content.count(b"\r\n")
+    return content.count(b"\r") != pairs or content.count(b"\n") != pairs
+
+
+_NEWLINE_PIECES = st.sampled_from(
+    [b"\r\n", b"\r\n", b"\r", b"\n", b"\n\r", b"\r\r\n", b"\r\n\n", b"x", b"x" * 40, b"x" * 200]
+)
+
+
+@settings(max_examples=1000, deadline=None, database=None)
+@given(st.lists(_NEWLINE_PIECES, max_size=120).map(b"".join))
+def test_has_bare_newline_is_the_counting_definition(content: bytes) -> None:
+    # Long lines take the replace() branch, short ones the count() branch; pieces of both
+    # kinds push the number of CRs just under, at and over the replace() limit.
+    assert has_bare_newline(content) is count_bare_newlines(content)
+
+
+@pytest.mark.parametrize("line", [b"", b"a", b"x" * 30, b"x" * 31, b"x" * 78])
+@pytest.mark.parametrize("flaw", [b"", b"\r", b"\n", b"\n\r"])
+def test_has_bare_newline_on_both_sides_of_the_line_length_switch(line: bytes, flaw: bytes) -> None:
+    for lines in (1, 10, 500):
+        for where in (0, lines // 2, lines):
+            parts = [line + b"\r\n"] * lines
+            parts.insert(where, flaw)
+            content = b"".join(parts)
+            assert has_bare_newline(content) is count_bare_newlines(content), (line, flaw)
+
+
+#: Bodies that take each path of ``feed``: many mid-line dots (past the memchr hop budget)
+#: before a line-start dot, stuffed dots followed by the terminator or by a cut-short dot, a
+#: dot right at a chunk start, and bare newlines among stuffed dots.
+MID_LINE_DOTS = b"a." * (DOT_HOPS + 5)
+SHORTCUT_BODIES = [
+    MID_LINE_DOTS + b"\r\n.\r\n",
+    MID_LINE_DOTS + b"\r\n..x" + MID_LINE_DOTS + b"\r\n.\r\nafter",
+    b"x\r\n..a\r\n..b\r\n...\r\n.\r\n",
+    b"..\r\n..\r\n..\r\n.\r\n..\r\n",
+    b"a\r\n..b\r\n.c\r\n.",
+    b"a\r\n.b\r\n.\r",
+    b"a\r\n.b\r\n\r\n.\r\n",
+    b".b\r\n.\n.\r\n.\r\n",
+    b"a.\r\n.b\r.c\r\n.\r\nMAIL\r\n",
+    b"." * 10 + b"\r\n" + b"." * 10 + b"\r\n.\r\n",
+]
+
+
+@pytest.mark.parametrize("wire", SHORTCUT_BODIES)
+def test_shortcuts_at_every_split(wire: bytes) -> None:
+    for max_size in (1 << 40, 40):
+        for pieces in splits(wire):
+            result = decode(pieces, max_size)
+            check_against_reference(result, wire, max_size)
+
+
+_DOTTY_PIECES = st.sampled_from(
+    [b".", b"..", b"a.", b"\r\n", b"\r\n.", b"\r\n..", b"\r\n.\r\n", b"\r", b"\n", b"x" * 20]
+)
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(st.lists(_DOTTY_PIECES, max_size=150).map(b"".join), st.data())
+def test_dot_heavy_bodies_match_the_reference(wire: bytes, data: st.DataObject) -> None:
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(wire) - 1)), max_size=6)))
+    pieces = [wire[a:b] for a, b in itertools.pairwise([0, *cuts, len(wire)]) if a < b]
+    for max_size in (1 << 40, 64):
+        check_against_reference(decode(pieces, max_size), wire, max_size)
+        check_against_reference(decode([wire] if wire else [], max_size), wire, max_size)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import string
+from unittest import mock
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from trimail.protocol import command_parser
 from trimail.protocol.addresses import (
     MAX_LOCAL_PART,
     MAX_PATH,
@@ -567,3 +573,123 @@ def test_non_ascii_lookalike_verbs_are_unknown(line: str) -> None:
 
 def test_non_ascii_lookalike_body_value_is_refused() -> None:
     assert refused_with("MAIL FROM:<a@example.org> BODY=8b\u0131tm\u0131me".encode()) == SYNTAX
+
+
+# -- the fast path for common MAIL and RCPT lines ------------------------------------------
+
+
+def general_outcome(line: bytes, *, smtputf8: bool) -> Command | Reply:
+    """What ``parse_command`` answers with its fast path turned off."""
+    with (
+        mock.patch.object(command_parser, "_parse_plain_mail", return_value=None),
+        mock.patch.object(command_parser, "_parse_plain_rcpt", return_value=None),
+    ):
+        return outcome(line, smtputf8=smtputf8)
+
+
+def outcome(line: bytes, *, smtputf8: bool) -> Command | Reply:
+    try:
+        return parse_command(line, smtputf8=smtputf8)
+    except CommandError as exc:
+        return exc.reply
+
+
+@pytest.mark.parametrize(
+    ("argument", "plain"),
+    [
+        ("FROM:<alice@example.org>", True),
+        ("from:<alice@example.org> size=1024", True),
+        ("FROM:  <a.b+c@mail-1.example.org> SIZE=0001", True),
+        ("FROM:<alice@example.org>  SIZE=1024", False),  # two spaces: the general path
+        ("FROM:<alice@example.org> SIZE=1024 ", False),
+        ("FROM:<alice@example.org> BODY=8BITMIME", False),
+        ('FROM:<"a b"@example.org>', False),
+        ("FROM:<a@[192.0.2.1]>", False),
+        ("FROM:<>", False),
+        ("FROM:<a@example.org> SIZE=\u0661", False),
+        ("FROM:<a@example.org> \u017fIZE=1", False),  # long s: no ASCII case folding
+        ("FROM:<" + "a" * 65 + "@example.org>", False),  # too long: the general path says so
+    ],
+)
+def test_plain_mail_form(argument: str, plain: bool) -> None:
+    assert (command_parser._parse_plain_mail(argument) is not None) is plain
+    line = f"MAIL {argument}".encode()
+    assert outcome(line, smtputf8=False) == general_outcome(line, smtputf8=False)
+
+
+@pytest.mark.parametrize(
+    ("argument", "plain"),
+    [
+        ("TO:<bob@example.com>", True),
+        ("to: <bob@EXAMPLE.com>", True),
+        ("TO:<Postmaster>", False),
+        ("TO:<bob@example.com> NOTIFY=NEVER", False),
+        ("TO:<@relay.example:bob@example.com>", False),
+        ("TO:<b\u00f6b@example.com>", False),
+        ("TO:<bob@" + "a" * 250 + ".com>", False),
+    ],
+)
+def test_plain_rcpt_form(argument: str, plain: bool) -> None:
+    assert (command_parser._parse_plain_rcpt(argument) is not None) is plain
+    line = f"RCPT {argument}".encode()
+    for smtputf8 in (False, True):
+        assert outcome(line, smtputf8=smtputf8) == general_outcome(line, smtputf8=smtputf8)
+
+
+_ADDRESS_PIECES = st.sampled_from(
+    ["a", "Z", "0", "-", ".", "..", "_", "+", "'", "@", "@@", '"', "\\", " ", "[", "]",
+     ":", ",", "<", ">", "=", "\u00e9", "\u017f", "\u0131", "x" * 63, "y" * 200]
+)  # fmt: skip
+_odd_text = st.lists(_ADDRESS_PIECES, max_size=8).map("".join)
+_ATEXT = string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~"
+_atom = st.text(_ATEXT, min_size=1, max_size=12) | st.sampled_from(["x" * 64, "y" * 63])
+_label = st.from_regex(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,8}[A-Za-z0-9])?", fullmatch=True)
+# Mostly plausible addresses (what the fast path takes), sometimes near misses and oddities.
+_local = st.one_of(
+    st.lists(_atom, min_size=1, max_size=4).map(".".join),
+    st.lists(_atom, min_size=1, max_size=4).map(".".join),
+    _odd_text,
+)
+_domain = st.one_of(
+    st.lists(_label | st.sampled_from(["a" * 63, "b" * 200, "-a", "a-", "\u00e9"]), min_size=1,
+             max_size=4).map(".".join),
+    st.lists(_label, min_size=1, max_size=4).map(".".join),
+    _odd_text,
+)  # fmt: skip
+_SIZE_VALUES = st.sampled_from(["0", "1024", "007", "9" * 20, "9" * 21, "", "1a", "\u0661", "-1"])
+_PREFIXES = {
+    "MAIL": [
+        "FROM:",
+        "FROM:",
+        "from:",
+        "FrOm:",
+        "FROM: ",
+        "FROM:  ",
+        "FROM :",
+        "TO:",
+        "\u017fROM:",
+    ],
+    "RCPT": ["TO:", "TO:", "to:", "To:  ", "TO :", "FROM:"],
+}
+_SUFFIXES = st.sampled_from(["", "", "", " ", "  ", " SMTPUTF8", " BODY=8BITMIME", " X=1", ">"])
+
+
+@st.composite
+def _mail_or_rcpt_line(draw: st.DrawFn) -> bytes:
+    verb = draw(st.sampled_from(["MAIL", "RCPT"]))
+    prefix = draw(st.sampled_from(_PREFIXES[verb]))
+    path = f"<{draw(_local)}@{draw(_domain)}>" if draw(st.integers(0, 9)) else f"<{draw(_local)}>"
+    size = ""
+    if draw(st.booleans()):
+        size = draw(st.sampled_from([" SIZE=", " size=", " SIZE=", "  SIZE=", " SIZE"]))
+        size += draw(_SIZE_VALUES)
+    verb = verb.lower() if draw(st.integers(0, 4)) == 0 else verb
+    return f"{verb} {prefix}{path}{size}{draw(_SUFFIXES)}".encode()
+
+
+@settings(
+    max_examples=1500, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(_mail_or_rcpt_line(), st.booleans())
+def test_fast_path_answers_exactly_as_the_general_path(line: bytes, smtputf8: bool) -> None:
+    assert outcome(line, smtputf8=smtputf8) == general_outcome(line, smtputf8=smtputf8)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import string
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trimail.protocol import replies
 from trimail.protocol.addresses import Mailbox
@@ -617,3 +621,20 @@ def test_every_catalogued_reply_is_well_formed() -> None:
         assert parsed.status == reply.status
         if reply.status is not None:
             assert reply.status[0] == str(reply.code)[0]
+
+
+def test_reply_bytes_are_rendered_once_and_do_not_change_equality() -> None:
+    reply = Reply(250, "2.0.0", ("a", "b"))
+    assert reply.to_bytes() is reply.to_bytes()
+    assert reply == Reply(250, "2.0.0", ("a", "b"))
+    assert hash(reply) == hash(Reply(250, "2.0.0", ("a", "b")))
+    assert repr(reply) == "Reply(code=250, status='2.0.0', lines=('a', 'b'))"
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(st.text(max_size=80) | st.text(string.printable, max_size=80))
+def test_echo_keeps_printable_ascii_and_replaces_the_rest(text: str) -> None:
+    # The plain per-character definition that echo's printable-ASCII shortcut must agree with.
+    safe = "".join(char if " " <= char <= "~" else "?" for char in text[: replies.ECHO_LIMIT + 1])
+    expected = safe if len(safe) <= replies.ECHO_LIMIT else safe[: replies.ECHO_LIMIT] + "..."
+    assert replies.echo(text) == expected

@@ -71,6 +71,30 @@ _ASCII_MAILBOX, _ASCII_ROUTE = _compile(utf8=False)
 _UTF8_MAILBOX, _UTF8_ROUTE = _compile(utf8=True)
 _POSTMASTER = "postmaster"
 
+_ASCII_ATOM = f"[{_ATEXT}]+"
+#: The path nearly every client sends, as a regex fragment: ``<local@domain>`` with an ASCII
+#: dot-atom local part and an ASCII domain name; no quoting, address literal or source route.
+#: It is built from the same pieces as the full grammar, so whatever it matches the full parser
+#: accepts with the same two groups, except that only ``plain_mailbox`` checks the lengths.
+#: ``command_parser`` matches it together with the verb, so a common MAIL or RCPT line costs
+#: one regex match; anything it does not match goes through ``parse_reverse_path`` /
+#: ``parse_forward_path`` as before.
+PLAIN_PATH = (
+    f"<(?P<local>{_ASCII_ATOM}(?:\\.{_ASCII_ATOM})*)@(?P<domain>{_domain_pattern(utf8=False)})>"
+)
+
+
+def plain_mailbox(local: str, domain: str) -> Mailbox | None:
+    """The mailbox a ``PLAIN_PATH`` match stands for, or ``None`` when it breaks a length limit
+    (the full parser then says which one). The text is ASCII: characters are octets."""
+    if (
+        len(local) > MAX_LOCAL_PART
+        or len(domain) > MAX_DOMAIN
+        or len(local) + len(domain) + 3 > MAX_PATH  # "<", "@" and ">"
+    ):
+        return None
+    return Mailbox(local, domain)
+
 
 def _check_address_literal(literal: str) -> None:
     inner = literal[1:-1]

@@ -68,6 +68,11 @@ class _Transaction:
 
 
 Pending = MailFromRequest | RcptToRequest | MessageComplete
+#: The events that wait for a decision, as a tuple: ``isinstance`` checks a tuple faster than
+#: the ``Pending`` union.
+_PENDING_TYPES = (MailFromRequest, RcptToRequest, MessageComplete)
+#: Limits are frozen, so every connection built without its own shares one default instance.
+_DEFAULT_LIMITS = ProtocolLimits()
 
 
 class ServerConnection:
@@ -84,7 +89,7 @@ class ServerConnection:
         ``tls``: the connection is already encrypted (implicit TLS, RFC 8314).
         ``require_tls``: MAIL is refused (530 5.7.0) until the connection is encrypted."""
         self.hostname = hostname
-        self.limits = limits or ProtocolLimits()
+        self.limits = limits or _DEFAULT_LIMITS
         self.tls_available = tls_available
         self.tls = tls
         self.require_tls = require_tls
@@ -178,7 +183,7 @@ class ServerConnection:
                     continue
                 return NEED_DATA
         event = self._events.popleft()
-        if isinstance(event, MailFromRequest | RcptToRequest | MessageComplete):
+        if isinstance(event, _PENDING_TYPES):
             self._pending = event
         return event
 

@@ -8,6 +8,8 @@ either (as Postfix does); every other reply has one.
 
 from __future__ import annotations
 
+import functools
+
 import attrs
 
 
@@ -23,6 +25,8 @@ class Reply:
     code: int = attrs.field(validator=_check_code)
     status: str | None
     lines: tuple[str, ...]
+    #: ``to_bytes`` remembered: most replies are module constants sent over and over.
+    _wire: bytes | None = attrs.field(init=False, default=None, eq=False, repr=False)
 
     @property
     def is_error(self) -> bool:
@@ -33,7 +37,17 @@ class Reply:
         return " ".join(self.lines)
 
     def to_bytes(self) -> bytes:
-        """Render with continuation lines (``250-``) and the status repeated on each line."""
+        """Render with continuation lines (``250-``) and the status repeated on each line.
+
+        Rendered on the first call and then reused; the reply is immutable, so the cache is
+        always right (it is set with ``object.__setattr__`` because the class is frozen)."""
+        wire = self._wire
+        if wire is None:
+            wire = self._render()
+            object.__setattr__(self, "_wire", wire)
+        return wire
+
+    def _render(self) -> bytes:
         prefix = f"{self.status} " if self.status else ""
         lines = self.lines or ("",)
         last = len(lines) - 1
@@ -64,7 +78,10 @@ HELP = _r(
 )
 
 
+@functools.lru_cache(maxsize=16)
 def greeting(hostname: str) -> Reply:
+    """One Reply per server name (the server's own setting, never client input), so the
+    greeting every connection starts with is rendered once."""
     return _r(220, None, f"{hostname} ESMTP trimail")
 
 
@@ -76,7 +93,10 @@ def echo(text: str) -> str:
     """Client text made fit to repeat in a reply: RFC 5321 §4.2 allows only printable US-ASCII
     in reply text, and §4.5.3.1.5 caps a reply line at 512 octets, so anything else becomes
     "?" and long text is cut."""
-    safe = "".join(char if " " <= char <= "~" else "?" for char in text[: ECHO_LIMIT + 1])
+    safe = text[: ECHO_LIMIT + 1]
+    # Printable ASCII is exactly " " to "~"; only text with something else needs the char loop.
+    if not (safe.isascii() and safe.isprintable()):
+        safe = "".join(char if " " <= char <= "~" else "?" for char in safe)
     return safe if len(safe) <= ECHO_LIMIT else safe[:ECHO_LIMIT] + "..."
 
 
