@@ -24,7 +24,7 @@ Result = TypeVar("Result")
 
 
 class _Entry(Generic[Job, Result]):
-    __slots__ = ("done", "error", "job", "result", "taken")
+    __slots__ = ("done", "error", "job", "result", "taken", "wakeup")
 
     def __init__(self, job: Job) -> None:
         self.job = job
@@ -32,6 +32,13 @@ class _Entry(Generic[Job, Result]):
         self.done = False
         self.result: Result | None = None
         self.error: Exception | None = None
+        #: Set when this job's task should look again: its job is done, or it is the oldest
+        #: queued job and a slot is free. One task is woken per event, never all of them.
+        self.wakeup = trio.Event()
+
+    async def wait(self) -> None:
+        self.wakeup = trio.Event()
+        await self.wakeup.wait()
 
 
 class GroupCommit(Generic[Job, Result]):
@@ -59,7 +66,6 @@ class GroupCommit(Generic[Job, Result]):
         self._in_flight = 0
         # Our own limiter: a batch never waits for a thread that other to_thread users hold.
         self._threads = trio.CapacityLimiter(max_batches)
-        self._changed = trio.Event()
         #: Batches run and jobs stored so far (for tests and benchmarks).
         self.batches = 0
         self.jobs = 0
@@ -86,32 +92,30 @@ class GroupCommit(Generic[Job, Result]):
                 if self._queue[0] is entry and self._in_flight < self._max_batches:
                     await self._run_next_batch()
                 else:
-                    await self._wait_for_change()
+                    await entry.wait()
         except trio.Cancelled:
             if not entry.taken:
                 self._queue.remove(entry)
-                self._notify()  # a new oldest job may lead now
+                self._wake_oldest()  # a new oldest job may lead now
                 raise
         with trio.CancelScope(shield=True):
             while not entry.done:
-                await self._wait_for_change()
+                await entry.wait()
         if entry.error is not None:
             raise entry.error
         return entry.result  # type: ignore[return-value]  # done without error: a Result
 
-    async def _wait_for_change(self) -> None:
-        await self._changed.wait()
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
+    def _wake_oldest(self) -> None:
+        """A slot or the head of the queue changed: the oldest queued job's task may lead."""
+        if self._queue and self._in_flight < self._max_batches:
+            self._queue[0].wakeup.set()
 
     async def _run_next_batch(self) -> None:
         batch = [self._queue.popleft() for _ in range(min(self._max_batch_size, len(self._queue)))]
         for entry in batch:
             entry.taken = True
         self._in_flight += 1
-        self._notify()  # the next oldest job may lead a batch of its own if a slot is free
+        self._wake_oldest()  # it may lead a batch of its own if another slot is free
         outcomes: list[Result | Exception] | Exception = RuntimeError("batch did not finish")
         try:
             # Shielded: the batch holds other tasks' jobs, and a worker-thread call cannot be
@@ -133,10 +137,11 @@ class GroupCommit(Generic[Job, Result]):
                 else:
                     entry.result = outcome
                 entry.done = True
+                entry.wakeup.set()
             self._in_flight -= 1
             self.batches += 1
             self.jobs += len(batch)
-            self._notify()
+            self._wake_oldest()
 
 
 def _checked(answered: object, jobs: int) -> list[Result | Exception]:
