@@ -8,8 +8,11 @@ import trio.testing
 from tests.smtp_wire import make_context, session_over_memory
 from trimail.config.model import Timeouts
 from trimail.delivery.memory import MemoryHandler
+from trimail.handler import SessionInfo
 from trimail.peer import Peer
+from trimail.protocol.addresses import Mailbox
 from trimail.protocol.limits import ProtocolLimits
+from trimail.protocol.replies import Reply
 
 
 async def test_error_replies_past_the_soft_limit_are_delayed(
@@ -117,3 +120,56 @@ async def test_a_garbage_proxy_header_closes_silently(
         assert await client.closed()
         assert trio.current_time() == 0
     assert session.end_reason.startswith("bad PROXY header: ")
+
+
+class SlowRcptHook(MemoryHandler):
+    """Takes ``delay`` seconds to decide each recipient (a policy lookup, say)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def on_rcpt(self, session: SessionInfo, recipient: Mailbox) -> Reply | None:
+        await trio.sleep(self.delay)
+        return None
+
+
+async def test_a_slow_hook_after_a_slow_client_has_its_own_time_not_the_clients(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The client used 9 of its 10 s for RCPT; the hook then takes 5 s, well within its own
+    limit: the client's command deadline must not cut the hook short."""
+    context = make_context(SlowRcptHook(5), timeouts=Timeouts(command=10, handler=60))
+    session, client = session_over_memory(context)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.run)
+        assert (await client.reply()).code == 220
+        assert (await client.command("EHLO client.test")).code == 250
+        assert (await client.command("MAIL FROM:<a@example.org>")).code == 250
+        await trio.sleep(9)
+        start = trio.current_time()
+        assert (await client.command("RCPT TO:<b@example.com>")).code == 250
+        assert trio.current_time() - start == 5
+        assert (await client.command("QUIT")).code == 221
+    assert session.end_reason == "quit"
+
+
+async def test_a_tarpit_delay_after_a_slow_client_is_served_in_full(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Past the soft error limit each error waits error_delay; a client that took 8 of its
+    10 s to send the bad command still gets its 500 after the 5 s delay, not a 421."""
+    context = make_context(
+        MemoryHandler(),
+        limits=ProtocolLimits(soft_errors=0, max_errors=5),
+        timeouts=Timeouts(command=10, error_delay=5),
+    )
+    session, client = session_over_memory(context)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.run)
+        assert (await client.reply()).code == 220
+        await trio.sleep(8)
+        start = trio.current_time()
+        assert (await client.command("BOGUS")).code == 500
+        assert trio.current_time() - start == 5
+        assert (await client.command("QUIT")).code == 221

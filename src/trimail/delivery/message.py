@@ -85,6 +85,11 @@ class Message:
 
     # -- for the session ----------------------------------------------------------------------
 
+    def touches_disk(self, size: int) -> bool:
+        """Whether writing ``size`` more bytes awaits the disk (the session lifts its read
+        deadline first, so a slow disk is not taken for a slow client)."""
+        return self._path is not None or len(self._buffer) + size >= self._threshold
+
     async def write(self, data: bytes) -> None:
         """Append content (the session calls this as DATA arrives)."""
         self.size += len(data)

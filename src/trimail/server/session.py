@@ -54,6 +54,9 @@ log = logging.getLogger("trimail")
 
 #: Bytes asked of the kernel per read; the DATA decoder works on whole chunks of this size.
 READ_SIZE = 64 * 1024
+#: A reply sent within this many seconds leaves the next command's deadline as it was set
+#: for the send, instead of moving it again by the send's duration.
+SEND_SLACK = 0.001
 #: How long a last word (421, or the 250 after a commit during shutdown) may take to send.
 FAREWELL_TIMEOUT = 5.0
 
@@ -261,6 +264,7 @@ class Session:
                 case MessageRejected(reply=reply):
                     self._data_clock = None
                     queue_id = self._queue_id
+                    self._disarm()
                     await self._discard_message()
                     log.info("message %s from %s rejected: %s", queue_id, self._peer, reply.text)
                 case SessionEnded(reason=reason):
@@ -316,6 +320,7 @@ class Session:
         """Run a handler hook within ``timeouts.handler``; a hook that raises, hangs or
         answers something other than an error costs the client a temporary ``failure``."""
         limit = self._context.timeouts.handler
+        self._disarm()
         try:
             with trio.fail_after(limit):
                 reply = await call()
@@ -389,6 +394,7 @@ class Session:
         """Run the handshake on the current stream and describe the session it negotiated."""
         certificates = self._context.certificates
         assert certificates is not None  # the core offers STARTTLS only with certificates
+        self._disarm()  # the handshake has its own deadline
         self._handshaking = True
         # The context is read now, so a certificate reloaded on SIGHUP is used from here on.
         encrypted = await handshake(
@@ -419,25 +425,31 @@ class Session:
         Raises TooSlowError when the phase's deadline passes; ``run`` turns that into 421 4.4.2.
         """
         # The session's one I/O scope carries the deadline (moved, not re-created, per read)
-        # and, between commands, a graceful stop: this is the hot path.
+        # and, between commands, a graceful stop: this is the hot path. The deadline is left
+        # in place after the read (moving it costs more than the read's own Python): every
+        # await that is not a read or a write first calls ``_disarm``.
         clock, io = self._data_clock, self._io
         if clock is not None:
             io.deadline = clock.deadline(trio.current_time(), self._context.timeouts)
-            try:
-                data = await self._receive_some()
-            finally:
-                io.deadline = math.inf
+            data = await self._receive_some()
             clock.received += len(data)
             return data
         if self._stopping:
             return None
-        io.deadline = self._command_deadline
+        if io.deadline != self._command_deadline:  # usually set already by the last reply
+            io.deadline = self._command_deadline
         self._awaiting_command = True
         try:
             return await self._receive_some()
         finally:
             self._awaiting_command = False
-            io.deadline = math.inf
+
+    def _disarm(self) -> None:
+        """Lift the last read's or write's deadline before an await that is neither (a hook,
+        a handshake, a spool write, a tarpit delay): it has its own limit, and a client's
+        deadline must not cut it short."""
+        if self._io.deadline != math.inf:
+            self._io.deadline = math.inf
 
     @contextlib.contextmanager
     def _interruptible(self) -> Iterator[None]:
@@ -460,23 +472,30 @@ class Session:
 
     async def _flush(self, timeout: float | None = None) -> None:
         if self._conn.errors != self._errors_answered:  # the common case skips the call
+            self._disarm()
             await self._tarpit()
         data = self._conn.data_to_send()
         if not data:
             return
+        command = self._context.timeouts.command
         if timeout is None:  # in the conversation: the shared scope carries the deadline
-            self._io.deadline = trio.current_time() + self._context.timeouts.command
-            try:
-                await self._stream.send_all(data)
-            finally:
-                self._io.deadline = math.inf
-        else:  # a last word, after the conversation
-            with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
-                await self._stream.send_all(data)
-            if scope.cancelled_caught:
-                raise trio.TooSlowError
-        # RFC 5321 §4.5.3.2.7: the time for the next command counts from this reply.
-        self._command_deadline = trio.current_time() + self._context.timeouts.command
+            sent_at = trio.current_time()
+            deadline = self._io.deadline = sent_at + command
+            await self._stream.send_all(data)
+            # RFC 5321 §4.5.3.2.7: the time for the next command counts from this reply. A
+            # reply that went out at once keeps the deadline set for it (off by the send's
+            # microseconds), so the next read needs no deadline move of its own.
+            now = trio.current_time()
+            if now - sent_at >= SEND_SLACK:
+                deadline = self._io.deadline = now + command
+            self._command_deadline = deadline
+            return
+        # A last word, after the conversation.
+        with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
+            await self._stream.send_all(data)
+        if scope.cancelled_caught:
+            raise trio.TooSlowError
+        self._command_deadline = trio.current_time() + command
 
     async def _tarpit(self) -> None:
         """Past the soft error limit, each new error reply costs this client ``error_delay``
@@ -526,15 +545,19 @@ class Session:
         )
 
     async def _write(self, data: bytes) -> None:
-        if self._message is None or self._spool_failed:
+        message = self._message
+        if message is None or self._spool_failed:
             return
+        if message.touches_disk(len(data)):
+            self._disarm()
         try:
-            await self._message.write(data)
+            await message.write(data)
         except OSError as exc:
             # Keep reading to the end of DATA (the client is still sending), then say 451.
             log.error("message %s: spool write failed: %s", self._queue_id, exc)
             self._spool_failed = True
-            await self._message.discard()
+            self._disarm()
+            await message.discard()
 
     async def _deliver(self, envelope: Envelope) -> None:
         self._data_clock = None
