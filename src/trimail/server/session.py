@@ -575,9 +575,13 @@ class Session:
         finally:
             # Outside the handler's deadline: a handler that finished late (a write it could
             # not interrupt) still gets its receipt answered with 250, not a 451 that would
-            # make the client send a stored message again.
-            with trio.CancelScope(shield=True):
+            # make the client send a stored message again. Only a spool file needs awaiting
+            # (and so a shield); a message in memory is dropped without a checkpoint.
+            if message.spooled_file is None:
                 await self._discard_message()
+            else:
+                with trio.CancelScope(shield=True):
+                    await self._discard_message()
         if scope.cancelled_caught:
             log.error("message %s: delivery took longer than %gs", message.queue_id, limit)
             outcome = replies.LOCAL_ERROR
