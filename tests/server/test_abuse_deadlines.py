@@ -8,9 +8,11 @@ import trio.testing
 from tests.smtp_wire import make_context, session_over_memory
 from trimail.config.model import Timeouts
 from trimail.delivery.memory import MemoryHandler
-from trimail.handler import SessionInfo
+from trimail.delivery.message import Message
+from trimail.handler import Receipt, SessionInfo
 from trimail.peer import Peer
 from trimail.protocol.addresses import Mailbox
+from trimail.protocol.envelope import Envelope
 from trimail.protocol.limits import ProtocolLimits
 from trimail.protocol.replies import Reply
 
@@ -172,4 +174,38 @@ async def test_a_tarpit_delay_after_a_slow_client_is_served_in_full(
         start = trio.current_time()
         assert (await client.command("BOGUS")).code == 500
         assert trio.current_time() - start == 5
+        assert (await client.command("QUIT")).code == 221
+
+
+class SlowDelivery(MemoryHandler):
+    """Takes ``delay`` seconds to store each message (an LMTP hand-off or a scan, say)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def deliver(self, envelope: Envelope, message: Message) -> Receipt | Reply:
+        await trio.sleep(self.delay)
+        return await super().deliver(envelope, message)
+
+
+async def test_a_slow_delivery_after_the_last_data_read_still_gets_its_250(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The delivery (6 s) is within the handler's limit (60 s) but outlives the last DATA
+    read's deadline (5 s): the stored message must be answered 250, not 421 (a duplicate
+    on retry). Found by review of the deadline-in-place change."""
+    handler = SlowDelivery(6)
+    context = make_context(handler, timeouts=Timeouts(data=5, handler=60))
+    session, client = session_over_memory(context)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.run)
+        assert (await client.reply()).code == 220
+        for line in ("EHLO client.test", "MAIL FROM:<a@example.org>", "RCPT TO:<b@example.com>"):
+            assert (await client.command(line)).code == 250
+        assert (await client.command("DATA")).code == 354
+        start = trio.current_time()
+        assert (await client.command("Subject: hi\r\n\r\nbody\r\n.")).code == 250
+        assert trio.current_time() - start == 6
+        assert len(handler.messages) == 1
         assert (await client.command("QUIT")).code == 221

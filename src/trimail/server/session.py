@@ -223,6 +223,8 @@ class Session:
             self.end_reason = f"refused: {refusal.text}"
         else:
             conn.greet()
+        # Reads and replies leave their deadline on the I/O scope; every other await in this
+        # loop (hooks, handshake, spool writes, discards, delivery, tarpit) calls _disarm first.
         while True:
             event = conn.next_event()
             match event:
@@ -561,6 +563,9 @@ class Session:
 
     async def _deliver(self, envelope: Envelope) -> None:
         self._data_clock = None
+        # The last DATA read's deadline must not expire during the delivery: the delivery
+        # itself is shielded, but an expired I/O scope would then cancel the send of its 250.
+        self._disarm()
         conn, message = self._conn, self._message
         assert message is not None  # MessageStarted came first
         # Shielded: once the content is complete, a shutdown must not separate "stored" from
