@@ -26,7 +26,7 @@ from ..handler import BaseHandler, DeliveryError, Receipt
 from ..protocol.envelope import Envelope
 from ..protocol.replies import Reply
 from .group_commit import GroupCommit
-from .message import Message
+from .message import Message, write_all
 from .writeback import start_writeback
 
 SUBDIRECTORIES = ("tmp", "new", "cur")
@@ -44,18 +44,12 @@ def _safe_hostname() -> str:
     return socket.gethostname().replace("/", r"\057").replace(":", r"\072")
 
 
-def _fsync_directory(path: Path) -> None:
+def _fsync_directory(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 class UnixNewlines:
@@ -199,7 +193,7 @@ class MaildirHandler(BaseHandler):
                 renamed.append(new + job.name)
         if renamed:
             try:
-                _fsync_directory(self.root / "new")
+                _fsync_directory(new)
             except OSError as exc:
                 # Not known to be durable, so none may stay visible after we answer 451.
                 for path in renamed:
@@ -215,11 +209,11 @@ class MaildirHandler(BaseHandler):
         """Create ``temporary``, write the job's bytes, start their writeback; the open fd."""
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            _write_all(fd, job.head)
+            write_all(fd, job.head)
             if job.source is not None:
                 with job.source.open("rb") as spooled:
                     while data := spooled.read(COPY_CHUNK):
-                        _write_all(fd, job.convert(data))
+                        write_all(fd, job.convert(data))
             start_writeback(fd)
         except BaseException:
             os.close(fd)

@@ -25,7 +25,8 @@ DEFAULT_SPILL_THRESHOLD = 1024 * 1024
 READ_CHUNK = 256 * 1024
 
 
-def _write_all(fd: int, data: bytearray) -> None:
+def write_all(fd: int, data: bytes | bytearray) -> None:
+    """``os.write`` until all of ``data`` is written (a write may take only part of it)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -85,11 +86,6 @@ class Message:
 
     # -- for the session ----------------------------------------------------------------------
 
-    def touches_disk(self, size: int) -> bool:
-        """Whether writing ``size`` more bytes awaits the disk (the session lifts its read
-        deadline first, so a slow disk is not taken for a slow client)."""
-        return self._path is not None or len(self._buffer) + size >= self._threshold
-
     async def write(self, data: bytes) -> None:
         """Append content (the session calls this as DATA arrives)."""
         self.size += len(data)
@@ -119,7 +115,7 @@ class Message:
         if self._fd is None:
             fd, name = tempfile.mkstemp(prefix="spool.", dir=self._directory)
             self._fd, self._path = fd, Path(name)
-        _write_all(self._fd, data)
+        write_all(self._fd, data)
 
     def _remove(self) -> None:
         fd, self._fd = self._fd, None

@@ -37,29 +37,39 @@ async def open_listeners(
 async def _open_reuse_port(address: ListenAddress) -> list[trio.SocketListener]:
     """What trio.open_tcp_listeners does (one socket per resolved address, IPv6-only IPv6
     sockets, SO_REUSEADDR), plus SO_REUSEPORT."""
-    infos = await trio.socket.getaddrinfo(
+    socks = await trio.to_thread.run_sync(lambda: bind_reuse_port(address, reuse_address=True))
+    listeners = []
+    for sock in socks:
+        sock.listen(BACKLOG)
+        listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+    return listeners
+
+
+def bind_reuse_port(address: ListenAddress, *, reuse_address: bool) -> list[socket.socket]:
+    """Bind one SO_REUSEPORT socket per address ``address`` resolves to (IPv6 ones IPv6-only),
+    without listening; with port 0 the first gets a port from the kernel and the rest share
+    it. Blocking (name resolution): call it from a thread in a Trio program."""
+    infos = socket.getaddrinfo(
         address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )
-    listeners: list[trio.SocketListener] = []
+    port = address.port
+    socks: list[socket.socket] = []
     try:
         for family, kind, proto, _name, sockaddr in infos:
-            sock = trio.socket.socket(family, kind, proto)
-            try:
+            sock = socket.socket(family, kind, proto)
+            socks.append(sock)
+            if reuse_address:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                await sock.bind(sockaddr)
-                sock.listen(BACKLOG)
-            except BaseException:
-                sock.close()
-                raise
-            listeners.append(trio.SocketListener(sock))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((sockaddr[0], port, *sockaddr[2:]))
+            port = int(sock.getsockname()[1])
     except BaseException:
-        for listener in listeners:
-            await listener.aclose()
+        for sock in socks:
+            sock.close()
         raise
-    return listeners
+    return socks
 
 
 def bound_address(listener: trio.SocketListener) -> ListenAddress:

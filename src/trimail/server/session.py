@@ -223,10 +223,15 @@ class Session:
             self.end_reason = f"refused: {refusal.text}"
         else:
             conn.greet()
-        # Reads and replies leave their deadline on the I/O scope; every other await in this
-        # loop (hooks, handshake, spool writes, discards, delivery, tarpit) calls _disarm first.
         while True:
             event = conn.next_event()
+            if event is not NeedData.NEED_DATA and event is not NeedData.NEED_SEND:
+                # Reads and replies leave their deadline on the I/O scope (moving it costs more
+                # than a read's own Python); it is lifted here, in one place, before whatever
+                # the event awaits (hooks, spool writes, delivery), which has its own limit and
+                # must not be cut short by the client's. (A STARTTLS handshake follows its own
+                # 220, so _upgrade lifts it once more.)
+                self._disarm()
             match event:
                 case NeedData.NEED_SEND:
                     await self._flush()  # a client pipelining faster than it reads waits here
@@ -266,7 +271,6 @@ class Session:
                 case MessageRejected(reply=reply):
                     self._data_clock = None
                     queue_id = self._queue_id
-                    self._disarm()
                     await self._discard_message()
                     log.info("message %s from %s rejected: %s", queue_id, self._peer, reply.text)
                 case SessionEnded(reason=reason):
@@ -322,7 +326,6 @@ class Session:
         """Run a handler hook within ``timeouts.handler``; a hook that raises, hangs or
         answers something other than an error costs the client a temporary ``failure``."""
         limit = self._context.timeouts.handler
-        self._disarm()
         try:
             with trio.fail_after(limit):
                 reply = await call()
@@ -396,7 +399,7 @@ class Session:
         """Run the handshake on the current stream and describe the session it negotiated."""
         certificates = self._context.certificates
         assert certificates is not None  # the core offers STARTTLS only with certificates
-        self._disarm()  # the handshake has its own deadline
+        self._disarm()  # the 220 before it left the next command's deadline; this has its own
         self._handshaking = True
         # The context is read now, so a certificate reloaded on SIGHUP is used from here on.
         encrypted = await handshake(
@@ -427,9 +430,8 @@ class Session:
         Raises TooSlowError when the phase's deadline passes; ``run`` turns that into 421 4.4.2.
         """
         # The session's one I/O scope carries the deadline (moved, not re-created, per read)
-        # and, between commands, a graceful stop: this is the hot path. The deadline is left
-        # in place after the read (moving it costs more than the read's own Python): every
-        # await that is not a read or a write first calls ``_disarm``.
+        # and, between commands, a graceful stop: this is the hot path. The deadline stays in
+        # place after the read; ``_converse`` lifts it before anything else awaits.
         clock, io = self._data_clock, self._io
         if clock is not None:
             io.deadline = clock.deadline(trio.current_time(), self._context.timeouts)
@@ -447,9 +449,8 @@ class Session:
             self._awaiting_command = False
 
     def _disarm(self) -> None:
-        """Lift the last read's or write's deadline before an await that is neither (a hook,
-        a handshake, a spool write, a tarpit delay): it has its own limit, and a client's
-        deadline must not cut it short."""
+        """Lift the last read's or write's deadline before an await that is neither (an
+        event's work, a tarpit delay): it has its own limit."""
         if self._io.deadline != math.inf:
             self._io.deadline = math.inf
 
@@ -550,22 +551,16 @@ class Session:
         message = self._message
         if message is None or self._spool_failed:
             return
-        if message.touches_disk(len(data)):
-            self._disarm()
         try:
             await message.write(data)
         except OSError as exc:
             # Keep reading to the end of DATA (the client is still sending), then say 451.
             log.error("message %s: spool write failed: %s", self._queue_id, exc)
             self._spool_failed = True
-            self._disarm()
             await message.discard()
 
     async def _deliver(self, envelope: Envelope) -> None:
         self._data_clock = None
-        # The last DATA read's deadline must not expire during the delivery: the delivery
-        # itself is shielded, but an expired I/O scope would then cancel the send of its 250.
-        self._disarm()
         conn, message = self._conn, self._message
         assert message is not None  # MessageStarted came first
         # Shielded: once the content is complete, a shutdown must not separate "stored" from

@@ -46,6 +46,7 @@ from types import FrameType
 import attrs
 
 from ..config.model import ListenAddress, ServerConfig
+from .listeners import bind_reuse_port
 
 log = logging.getLogger("trimail")
 
@@ -64,10 +65,6 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 WorkerMain = Callable[[ServerConfig, int, EventType], None]
 
 
-class WorkerStartError(Exception):
-    """A worker exited before it was listening (its own error is already on stderr)."""
-
-
 def reserve_addresses(
     addresses: tuple[ListenAddress, ...],
 ) -> tuple[tuple[ListenAddress, ...], list[socket.socket]]:
@@ -82,19 +79,9 @@ def reserve_addresses(
     held: list[socket.socket] = []
     try:
         for address in addresses:
-            port = address.port
-            infos = socket.getaddrinfo(
-                address.host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )
-            for family, kind, proto, _name, sockaddr in infos:
-                sock = socket.socket(family, kind, proto)
-                held.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind((sockaddr[0], port, *sockaddr[2:]))
-                port = int(sock.getsockname()[1])  # port 0: the rest share the first's
-            resolved.append(ListenAddress(address.host, port))
+            socks = bind_reuse_port(address, reuse_address=False)
+            held += socks
+            resolved.append(ListenAddress(address.host, int(socks[0].getsockname()[1])))
     except BaseException:
         for sock in held:
             sock.close()
