@@ -87,6 +87,13 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
+def _captured(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a load generator to the end (or ``TimeoutExpired``), output captured as text."""
+    return subprocess.run(
+        argv, check=False, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+
+
 def trimail_bench(
     server: RunningServer, scenario: Scenario, messages: int, bound: float
 ) -> Measurement:
@@ -96,14 +103,7 @@ def trimail_bench(
     argv += ["--size", str(scenario.size), "--max-seconds", f"{bound:g}", "--json"]
     cpu_before = cpu_seconds(server.pid)
     try:
-        done = subprocess.run(
-            argv,
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=bound + 30,
-            stdin=subprocess.DEVNULL,
-        )
+        done = _captured(argv, bound + 30)
     except subprocess.TimeoutExpired:
         return Measurement(0, bound, ok=False, detail=f"trimail bench ran over {bound:.0f} s")
     cpu = cpu_seconds(server.pid) - cpu_before
@@ -132,14 +132,7 @@ def smtp_source(
     cpu_before = cpu_seconds(server.pid)
     start = time.perf_counter()
     try:
-        done = subprocess.run(
-            argv,
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=bound,
-            stdin=subprocess.DEVNULL,
-        )
+        done = _captured(argv, bound)
     except subprocess.TimeoutExpired:
         return Measurement(0, bound, ok=False, detail=f"smtp-source ran over {bound:.0f} s")
     seconds = time.perf_counter() - start

@@ -13,7 +13,7 @@ the Maildir row against aiosmtpd's ``Mailbox``.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 FLOOR = "floor"
@@ -89,26 +89,27 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     return lines
 
 
+def _grid(
+    rows: Sequence[Row], columns: Sequence[tuple[str, str]], cell: Callable[[Row, str], str]
+) -> list[str]:
+    """Rows are servers, columns ``(key, label)``; ``cell(row, column key)`` is the text."""
+    body = [[row.label, *(cell(row, column) for column, _ in columns)] for row in rows]
+    return _table(["server", *(label for _, label in columns)], body)
+
+
 def throughput_table(
     rows: Sequence[Row],
     columns: Sequence[tuple[str, str]],
     cells: Mapping[tuple[str, str], Series],
 ) -> list[str]:
-    """Rows are servers, columns ``(key, label)``; ``cells[(server, column)]``."""
-    body = []
-    for row in rows:
-        texts = [row.label]
-        for column, _ in columns:
-            texts.append(
-                cell_text(
-                    cells.get((row.key, column)),
-                    cells.get((FLOOR, column)),
-                    cells.get((row.aiosmtpd_peer, column)) if row.aiosmtpd_peer else None,
-                    is_floor=row.key == FLOOR,
-                )
-            )
-        body.append(texts)
-    return _table(["server", *(label for _, label in columns)], body)
+    """Medians with their spread and ratios to the floor and to the aiosmtpd peer."""
+
+    def cell(row: Row, column: str) -> str:
+        peer = cells.get((row.aiosmtpd_peer, column)) if row.aiosmtpd_peer else None
+        floor = cells.get((FLOOR, column))
+        return cell_text(cells.get((row.key, column)), floor, peer, is_floor=row.key == FLOOR)
+
+    return _grid(rows, columns, cell)
 
 
 def plain_table(
@@ -117,15 +118,13 @@ def plain_table(
     cells: Mapping[tuple[str, str], Series],
 ) -> list[str]:
     """Medians only (for secondary numbers such as CPU per message)."""
-    body = []
-    for row in rows:
-        texts = [row.label]
-        for column, _ in columns:
-            series = cells.get((row.key, column))
-            median = series.median if series is not None else None
-            texts.append("-" if median is None else _number(median))
-        body.append(texts)
-    return _table(["server", *(label for _, label in columns)], body)
+
+    def cell(row: Row, column: str) -> str:
+        series = cells.get((row.key, column))
+        median = series.median if series is not None else None
+        return "-" if median is None else _number(median)
+
+    return _grid(rows, columns, cell)
 
 
 def micro_table(results: Sequence[Mapping[str, object]]) -> list[str]:
