@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -629,6 +630,9 @@ def test_reply_bytes_are_rendered_once_and_do_not_change_equality() -> None:
     assert reply == Reply(250, "2.0.0", ("a", "b"))
     assert hash(reply) == hash(Reply(250, "2.0.0", ("a", "b")))
     assert repr(reply) == "Reply(code=250, status='2.0.0', lines=('a', 'b'))"
+    # The cache is no field of this public class: it never shows in its attrs description.
+    assert [field.name for field in attrs.fields(Reply)] == ["code", "status", "lines"]
+    assert attrs.asdict(reply) == {"code": 250, "status": "2.0.0", "lines": ("a", "b")}
 
 
 @settings(max_examples=500, deadline=None, database=None)

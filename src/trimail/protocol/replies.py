@@ -25,8 +25,6 @@ class Reply:
     code: int = attrs.field(validator=_check_code)
     status: str | None
     lines: tuple[str, ...]
-    #: ``to_bytes`` remembered: most replies are module constants sent over and over.
-    _wire: bytes | None = attrs.field(init=False, default=None, eq=False, repr=False)
 
     @property
     def is_error(self) -> bool:
@@ -37,17 +35,15 @@ class Reply:
         return " ".join(self.lines)
 
     def to_bytes(self) -> bytes:
-        """Render with continuation lines (``250-``) and the status repeated on each line.
+        """Render with continuation lines (``250-``) and the status repeated on each line."""
+        return self._wire
 
-        Rendered on the first call and then reused; the reply is immutable, so the cache is
-        always right (it is set with ``object.__setattr__`` because the class is frozen)."""
-        wire = self._wire
-        if wire is None:
-            wire = self._render()
-            object.__setattr__(self, "_wire", wire)
-        return wire
-
-    def _render(self) -> bytes:
+    @functools.cached_property
+    def _wire(self) -> bytes:
+        """Rendered on the first ``to_bytes`` and then reused: most replies are module
+        constants sent over and over, and a reply is immutable. A cached property (kept in a
+        slot by attrs), not a field, so it stays out of ``fields``, ``asdict``, ``==`` and
+        ``repr``."""
         prefix = f"{self.status} " if self.status else ""
         lines = self.lines or ("",)
         last = len(lines) - 1
