@@ -1,0 +1,108 @@
+"""CPU per message of one trimail ``Session`` on its own: no sockets, no client, no other task.
+
+The stream hands the session pre-built reads (EHLO, then per message one read with
+MAIL+RCPT+DATA pipelined and one with the whole body, then QUIT) and takes its replies; both
+are checkpoints, as Trio's socket calls are. What remains is trimail's own Python per message
+(parsing, state, deadlines, the message object, the discard delivery, the log line) plus
+Trio's scheduling for four checkpoints: the part of a server's CPU per message that
+``floor.py`` does not pay. Being one task in one process, it moves much less from run to run
+than a load test does, so it can tell apart changes of a few microseconds (run it a few times,
+interleaved, and compare the minimums).
+
+Run: ``python benchmarks/session_alone.py [--messages N] [--size BYTES] [--no-log]``. Log
+lines go to stderr as ``trimail serve`` writes them; send stderr to ``/dev/null`` or a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+import trio
+
+from trimail.config.model import Timeouts
+from trimail.delivery.null import DiscardHandler
+from trimail.log_format import CachedTimeFormatter
+from trimail.peer import Peer
+from trimail.protocol.limits import ProtocolLimits
+from trimail.server.session import Session, SessionContext
+
+COMMANDS = b"MAIL FROM:<bench@example.org>\r\nRCPT TO:<sink@example.com>\r\nDATA\r\n"
+LINE = b"x" * 76 + b"\r\n"
+
+
+def body(size: int) -> bytes:
+    """About ``size`` octets of message in 78-octet lines, with the terminator."""
+    return b"Subject: bench\r\n\r\n" + LINE * max(1, (size - 18) // len(LINE)) + b".\r\n"
+
+
+class ScriptedStream(trio.abc.Stream):
+    """The client side of a whole session, as reads the session receives."""
+
+    def __init__(self, messages: int, message: bytes) -> None:
+        self._reads = 0
+        self._messages = messages
+        self._message = message
+        self.sends = 0
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        index, self._reads = self._reads, self._reads + 1
+        if index == 0:
+            return b"EHLO bench.test\r\n"
+        transaction = index - 1
+        if transaction < 2 * self._messages:
+            return COMMANDS if transaction % 2 == 0 else self._message
+        return b"QUIT\r\n" if transaction == 2 * self._messages else b""
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint()
+        self.sends += 1
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+async def measure(messages: int, size: int) -> float:
+    """CPU seconds per message of one session delivering ``messages`` to the discard handler."""
+    context = SessionContext(
+        hostname="mx.bench.test",
+        limits=ProtocolLimits(),
+        timeouts=Timeouts(),
+        handler=DiscardHandler(),
+    )
+    session = Session(ScriptedStream(messages, body(size)), Peer("192.0.2.1", 25), context)
+    started = time.process_time()
+    await session.run()
+    elapsed = time.process_time() - started
+    if session.messages_accepted != messages:
+        raise SystemExit(f"only {session.messages_accepted} of {messages} messages accepted")
+    return elapsed / messages
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument(
+        "--no-log", action="store_true", help="log at WARNING (no line per message)"
+    )
+    args = parser.parse_args(argv)
+    # As trimail serve configures logging (trimail.cli): one cheap line per message.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(CachedTimeFormatter("%(asctime)s trimail: %(message)s"))
+    logging.basicConfig(level=logging.WARNING if args.no_log else logging.INFO, handlers=[handler])
+    per_message = trio.run(measure, args.messages, args.size)
+    print(f"{per_message * 1e6:.1f} µs of CPU per message ({args.messages} x {args.size} B)")
+
+
+if __name__ == "__main__":
+    main()
