@@ -25,6 +25,8 @@ from .runner import run_bench
 
 USAGE_ERROR = 2
 RUN_FAILED = 1
+#: Stopped by Ctrl-C after reporting what was measured (128 + SIGINT, as shells report it).
+INTERRUPTED = 130
 
 _Parser = TypeVar("_Parser", bound=argparse.ArgumentParser)
 
@@ -137,6 +139,8 @@ def bench_command(
     else:
         out.write(render_table(stats, options, target))
     out.flush()
+    if stats.interrupted:
+        return INTERRUPTED
     complete = stats.messages == stats.attempted and not stats.capped and stats.errors == 0
     return 0 if complete else RUN_FAILED
 

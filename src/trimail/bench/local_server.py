@@ -101,6 +101,10 @@ def local_server(delivery: Delivery, serve_args: Sequence[str] = ()) -> Iterator
                 stdout=subprocess.DEVNULL,
                 stderr=log,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                # Out of the terminal's process group: Ctrl-C stops the bench, which reports
+                # and then stops this server itself (it would otherwise start refusing the
+                # bench's last transactions while they are being counted).
+                start_new_session=True,
             )
         try:
             yield _wait_until_listening(process, log_path)

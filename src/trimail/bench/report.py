@@ -56,6 +56,7 @@ def summary(stats: RunStats, options: BenchOptions, target: str) -> dict[str, Js
         "connection_errors": dict(sorted(stats.connection_errors.items())),
         "seconds": round(seconds, 6),
         "capped": stats.capped,
+        "interrupted": stats.interrupted,
         "messages_per_second": round(per_second, 3),
         "megabytes_per_second": round(megabytes, 3),
         "bytes": stats.bytes_delivered,
@@ -87,7 +88,8 @@ def render_table(stats: RunStats, options: BenchOptions, target: str) -> str:
         + (", STARTTLS" if options.starttls else "")
         + ("" if options.pipelining else ", no pipelining"),
         f"  delivered  {stats.messages} of {stats.attempted} attempted in {stats.seconds:.3f} s"
-        + (" (cut short by --max-seconds)" if stats.capped else ""),
+        + (" (cut short by --max-seconds)" if stats.capped else "")
+        + (" (interrupted)" if stats.interrupted else ""),
         f"  throughput {data['messages_per_second']} msg/s, {data['megabytes_per_second']} MB/s",
     ]
     errors = [f"{code}: {count}" for code, count in sorted(stats.errors_by_code.items())]

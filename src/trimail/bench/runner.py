@@ -25,7 +25,9 @@ no target and fans out to worker processes for ``--workers``.
 
 from __future__ import annotations
 
+import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -147,12 +149,14 @@ async def run_load(
         async with trio.open_nursery() as outer:
             if progress is not None:
                 outer.start_soon(_show_progress, stats, progress, clock, start)
+            if threading.current_thread() is threading.main_thread():  # signals need it
+                await outer.start(_stop_on_interrupt, stats, cap)
             async with trio.open_nursery() as sessions:
                 for _ in range(options.sessions):
                     session = Session(script, connector, stats, clock)
                     sessions.start_soon(_run_session, session, schedule, stats, clock, backoff)
             outer.cancel_scope.cancel()
-    stats.capped = cap.cancelled_caught
+    stats.capped = cap.cancelled_caught and not stats.interrupted
     end = clock() if stats.capped or not stats.finished_at else stats.finished_at
     stats.seconds = max(0, end - start) / _NS
     if progress is not None:
@@ -188,6 +192,25 @@ async def _run_session(
         await session.close()
     finally:
         await session.abort()
+
+
+async def _stop_on_interrupt(
+    stats: RunStats,
+    run: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Ctrl-C ends the run like the cap does, so what was measured is still reported.
+
+    Every SIGINT until the run is over is taken here: the terminal sends one to every process
+    of the group (``--workers``, whose parent also forwards its own), and a second press must
+    not kill a worker before it has printed its results.
+    """
+    with trio.open_signal_receiver(signal.SIGINT) as interrupts:
+        task_status.started()
+        async for _ in interrupts:
+            stats.interrupted = True
+            run.cancel()
 
 
 async def _show_progress(stats: RunStats, out: TextIO, clock: Clock, start: int) -> None:

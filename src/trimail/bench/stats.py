@@ -203,6 +203,8 @@ class RunStats:
     seconds: float = 0.0
     #: The run hit --max-seconds and was cut short.
     capped: bool = False
+    #: The run was stopped by Ctrl-C (SIGINT); the figures cover what was done until then.
+    interrupted: bool = False
     #: Clock reading when the last transaction ended (the runner's end of the run; not merged).
     finished_at: int = 0
 
@@ -228,6 +230,7 @@ class RunStats:
         _add_counts(self.connection_errors, other.connection_errors)
         self.seconds = max(self.seconds, other.seconds)
         self.capped = self.capped or other.capped
+        self.interrupted = self.interrupted or other.interrupted
 
     def to_json(self) -> dict[str, JsonValue]:
         """Raw, mergeable form (the worker protocol): counts and full histograms."""
@@ -239,6 +242,7 @@ class RunStats:
             "connection_errors": dict(self.connection_errors),
             "seconds": self.seconds,
             "capped": self.capped,
+            "interrupted": self.interrupted,
             "histograms": {name: h.to_json() for name, h in self.phases.items()},
         }
 
@@ -248,11 +252,14 @@ class RunStats:
             raise ResultFormatError("stats: expected an object")
         seconds = data.get("seconds")
         capped = data.get("capped")
+        interrupted = data.get("interrupted")
         histograms = data.get("histograms")
         if type(seconds) not in (int, float) or not isinstance(seconds, int | float):
             raise ResultFormatError("seconds: expected a number")
         if not isinstance(capped, bool):
             raise ResultFormatError("capped: expected a boolean")
+        if not isinstance(interrupted, bool):
+            raise ResultFormatError("interrupted: expected a boolean")
         if not isinstance(histograms, dict):
             raise ResultFormatError("histograms: expected an object")
         return cls(
@@ -264,4 +271,5 @@ class RunStats:
             connection_errors=_counter(data, "connection_errors"),
             seconds=float(seconds),
             capped=capped,
+            interrupted=interrupted,
         )

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from ..config.model import ListenAddress
 from .local_server import BenchError
@@ -57,28 +61,60 @@ def run_workers(options: BenchOptions, target: ListenAddress) -> RunStats:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # Out of the terminal's process group: a Ctrl-C reaches the workers only as this
+            # process forwards it, once per press (see _forward_interrupts).
+            start_new_session=True,
         )
         for i in range(count)
     ]
     deadline = time.monotonic() + options.max_seconds + WORKER_GRACE
     merged = RunStats()
     try:
-        for number, process in enumerate(processes, 1):
-            try:
-                out, err = process.communicate(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                raise BenchError(f"worker {number} did not finish in time") from None
-            if process.returncode != 0:
-                raise BenchError(
-                    f"worker {number} exited with status {process.returncode}: {_last_line(err)}"
-                )
-            try:
-                merged.merge(RunStats.from_json(json.loads(out)))
-            except ValueError as exc:
-                raise BenchError(f"worker {number} printed bad results: {exc}") from None
+        with _forward_interrupts(processes) as interrupted:
+            _collect(processes, deadline, merged)
+        merged.interrupted = merged.interrupted or interrupted.is_set()
     finally:
         for process in processes:
             if process.poll() is None:
                 process.kill()
                 process.wait()
     return merged
+
+
+@contextmanager
+def _forward_interrupts(processes: list[subprocess.Popen[bytes]]) -> Iterator[threading.Event]:
+    """While the workers run, Ctrl-C here stops them (each reports what it measured) instead
+    of killing this process and losing every result. The event says whether it happened."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # no signal handlers there
+        yield interrupted
+        return
+
+    def forward(signum: int, frame: object) -> None:
+        interrupted.set()
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, forward)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _collect(processes: list[subprocess.Popen[bytes]], deadline: float, merged: RunStats) -> None:
+    """Wait for every worker and merge its results; BenchError if one failed."""
+    for number, process in enumerate(processes, 1):
+        try:
+            out, err = process.communicate(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"worker {number} did not finish in time") from None
+        if process.returncode != 0:
+            raise BenchError(
+                f"worker {number} exited with status {process.returncode}: {_last_line(err)}"
+            )
+        try:
+            merged.merge(RunStats.from_json(json.loads(out)))
+        except ValueError as exc:
+            raise BenchError(f"worker {number} printed bad results: {exc}") from None
