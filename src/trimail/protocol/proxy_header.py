@@ -80,8 +80,6 @@ class ProxyHeader:
     #: Bytes the header took; the bytes after it are the start of the SMTP session (a client
     #: may not pipeline before our greeting, but the caller must keep them to judge that).
     length: int
-    #: v2 LOCAL: the proxy's own connection (a health check), not one it relays for a client.
-    local: bool = False
 
 
 class ProxyHeaderError(ValueError):
@@ -246,9 +244,7 @@ def _parse_v2(window: bytes, max_length: int) -> ProxyHeader | None:
     if command == _V2_COMMAND_LOCAL or family == _V2_UNSPEC:
         # Spec 2.2: LOCAL discards the block "including the family"; AF_UNSPEC "should
         # ignore address information", so nothing says where TLVs would start.
-        return ProxyHeader(
-            addresses=None, version=2, length=length, local=command == _V2_COMMAND_LOCAL
-        )
+        return ProxyHeader(addresses=None, version=2, length=length)
     start = V2_FIXED_LENGTH
     size = needed // 2 - 2
     source = window[start : start + size]

@@ -163,12 +163,8 @@ class Session:
         started = time.monotonic()
         try:
             if self._proxied:
-                header = await self._read_proxy_header()
-                # A LOCAL connection is the balancer's own (a health check): per-client limits
-                # on the balancer's address would end up refusing its checks, so only the
-                # server-wide connection limit counts it.
-                if not header.local:
-                    await self._admit_proxied_client()
+                await self._read_proxy_header()
+                await self._admit_proxied_client()
             if self._implicit_tls:
                 self._conn = self._new_connection(await self._upgrade())
             with self._io:
@@ -346,7 +342,7 @@ class Session:
 
     # -- before the greeting ------------------------------------------------------------------
 
-    async def _read_proxy_header(self) -> ProxyHeader:
+    async def _read_proxy_header(self) -> None:
         """Read the PROXY v1/v2 header within its deadline; the client it names becomes the
         peer for logs, limits and the Received header."""
         buffer = b""
@@ -373,9 +369,6 @@ class Session:
             proxy = self._peer
             self._peer = Peer(header.addresses.source_host, header.addresses.source_port)
             log.info("session %s: via PROXY v%d from %s", self._peer, header.version, proxy)
-        elif header.local:
-            log.info("session %s: PROXY v2 LOCAL (the balancer's own connection)", self._peer)
-        return header
 
     async def _admit_proxied_client(self) -> None:
         if self._ticket is None:
