@@ -16,6 +16,7 @@ from trimail.config.model import (
     AdmissionConfig,
     ListenAddress,
     ProxyConfig,
+    Rate,
     ServerConfig,
     TlsConfig,
 )
@@ -75,6 +76,37 @@ async def test_per_client_limits_count_the_proxied_client_not_the_balancer() -> 
             assert await again.closed()
             other = await proxied(address.port, v1("203.0.113.8"), held)
             assert (await other.reply()).code == 220
+
+
+def v2_local() -> bytes:
+    """What a balancer's health check sends: LOCAL, no addresses."""
+    return V2_SIGNATURE + bytes([0x20, 0x00]) + struct.pack("!H", 0)
+
+
+async def test_exempting_the_balancer_frees_its_health_checks_but_not_the_clients_it_relays() -> (
+    None
+):
+    # As README advises: one session and one connection a minute per client, the balancer
+    # (here 127.0.0.1) exempt. Its LOCAL health checks keep its address, so they are free;
+    # the clients it relays are counted by the address their header names.
+    config = ServerConfig(
+        proxy=TRUSTED_LOOPBACK,
+        admission=AdmissionConfig(
+            max_connections_per_ip=1,
+            max_connection_rate_per_ip=Rate(1, 60),
+            exempt=("127.0.0.1/32",),
+        ),
+    )
+    async with running_server(MemoryHandler(), config=config) as (_, address), clients() as held:
+        with trio.fail_after(BOUND):
+            for _ in range(3):  # held open at once, and more than one a minute
+                check = await proxied(address.port, v2_local(), held)
+                assert (await check.reply()).code == 220
+                assert (await check.command("EHLO lb.test")).code == 250
+            first = await proxied(address.port, v1("203.0.113.7"), held)
+            assert (await first.reply()).code == 220
+            again = await proxied(address.port, v1("203.0.113.7", 40001), held)
+            assert (await again.reply()).code == 421
 
 
 async def test_an_untrusted_peer_is_closed_without_a_word() -> None:
