@@ -10,6 +10,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+import trio.testing
 
 import trimail.delivery.message as message_module
 from trimail.delivery.message import Message
@@ -78,6 +79,31 @@ async def test_content_just_below_the_threshold_stays_in_memory(spool: MessageFa
     await message.seal()
     assert message.spooled_file is None
     assert spool_files(spool) == []
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        [SPILL_THRESHOLD - 1, 1, 5],  # the second write reaches the threshold, the third not
+        [SPILL_THRESHOLD, SPILL_THRESHOLD - 1, 1],  # spilled already: each refill reaches it
+        [10, 20, 0, SPILL_THRESHOLD * 2],
+    ],
+)
+async def test_write_reaches_disk_says_which_writes_can_reach_a_checkpoint(
+    spool: MessageFactory, sizes: list[int]
+) -> None:
+    # The session keeps the client's deadline in place over the writes said not to reach the
+    # disk, so such a write must never reach a checkpoint (where a deadline would cancel it).
+    message = spool.new()
+    for size in sizes:
+        if message.write_reaches_disk(size):
+            await message.write(b"x" * size)
+        else:
+            with trio.testing.assert_no_checkpoints():
+                await message.write(b"x" * size)
+    assert message.size == sum(sizes)
+    assert (message.spooled_file is not None) == (sum(sizes) >= SPILL_THRESHOLD)
+    await message.discard()
 
 
 async def test_reaching_the_threshold_spills_to_a_private_file(spool: MessageFactory) -> None:

@@ -88,10 +88,16 @@ class Message:
 
     async def write(self, data: bytes) -> None:
         """Append content (the session calls this as DATA arrives)."""
+        spill = self.write_reaches_disk(len(data))
         self.size += len(data)
         self._buffer += data
-        if len(self._buffer) >= self._threshold:
+        if spill:
             await self._flush()
+
+    def write_reaches_disk(self, size: int) -> bool:
+        """Whether ``write`` of ``size`` more octets goes to the spool file (awaiting a worker
+        thread); otherwise it only appends to memory and never reaches a checkpoint."""
+        return len(self._buffer) + size >= self._threshold
 
     async def discard(self) -> None:
         """Free the spool; safe to call twice and after a failed write."""

@@ -30,6 +30,7 @@ from ..protocol.connection import ServerConnection
 from ..protocol.envelope import Envelope, TlsInfo
 from ..protocol.events import (
     EndReason,
+    Event,
     MailFromRequest,
     MessageComplete,
     MessageData,
@@ -225,13 +226,17 @@ class Session:
             conn.greet()
         while True:
             event = conn.next_event()
-            if event is not NeedData.NEED_DATA and event is not NeedData.NEED_SEND:
+            if (
+                event is not NeedData.NEED_DATA
+                and event is not NeedData.NEED_SEND
+                and self._may_checkpoint(event)
+            ):
                 # Reads and replies leave their deadline on the I/O scope (moving it costs more
-                # than a read's own Python); here, in one place, it is lifted if it could cut
-                # short whatever the event awaits (hooks, spool writes, delivery), which has
-                # its own limit. (A STARTTLS handshake follows its own 220, so _upgrade lifts
-                # it once more.)
-                self._make_room()
+                # than a read's own Python); here, in one place, it is lifted before whatever
+                # the event awaits (hooks, spool writes, delivery), which has its own limit and
+                # must not be cut short by the client's. (A STARTTLS handshake follows its own
+                # 220, so _upgrade lifts it once more.)
+                self._disarm()
             match event:
                 case NeedData.NEED_SEND:
                     await self._flush()  # a client pipelining faster than it reads waits here
@@ -458,14 +463,29 @@ class Session:
         if self._io.deadline != math.inf:
             self._io.deadline = math.inf
 
-    def _make_room(self) -> None:
-        """Lift the last read's or write's deadline before an event's work if it could cut
-        that work short. The work is a hook or a delivery, bounded by ``timeouts.handler``
-        (which a delivery enforces inside a shield), or a spool write: a deadline further away
-        than that stays where it is, which saves two deadline moves per message."""
-        io = self._io
-        if io.deadline < trio.current_time() + self._context.timeouts.handler:
-            io.deadline = math.inf
+    def _may_checkpoint(self, event: Event) -> bool:
+        """Whether handling ``event`` in ``_converse`` can reach a checkpoint, where a deadline
+        left in place would cancel it. Only the events below provably cannot, and so keep the
+        deadline (two moves per message fewer): MAIL and RCPT without the handler's hook (the
+        decision is synchronous), the start of a message, and content that stays in memory.
+        Anything else may run past any deadline (a delivery or a hook that overruns its own
+        limit, a slow disk), so the deadline is lifted first. Keep this in step with
+        ``_decide_mail``, ``_decide_rcpt``, ``_start_message`` and ``_write``."""
+        match event:
+            case MailFromRequest():
+                return self._context.asks_on_mail
+            case RcptToRequest():
+                return self._context.asks_on_rcpt
+            case MessageStarted():
+                return False
+            case MessageData(data=data):
+                message = self._message
+                return (
+                    message is not None
+                    and not self._spool_failed
+                    and message.write_reaches_disk(len(data))
+                )
+        return True
 
     @contextlib.contextmanager
     def _interruptible(self) -> Iterator[None]:

@@ -1,0 +1,181 @@
+"""Work that overruns its own limit is never cut short by the client's deadline.
+
+A read or a reply leaves its deadline on the session's I/O scope, and the session lifts it
+only before events whose handling can reach a checkpoint. These pin the cases a review of that
+scheme found: an uninterruptible delivery or hook that overruns ``timeouts.handler`` (a Maildir
+batch stuck in fsync, a ``to_thread`` call) must still answer normally, not 421 (for a stored
+message, a 421 means the client sends it again), and a hook's own timeout wins over a client
+deadline that falls at the same moment. Autojumping MockClock throughout.
+"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from tests.smtp_wire import WireClient, make_context, session_over_memory
+from trimail.config.model import Timeouts
+from trimail.delivery.memory import MemoryHandler
+from trimail.delivery.message import Message
+from trimail.handler import Receipt, SessionInfo
+from trimail.protocol.addresses import Mailbox
+from trimail.protocol.envelope import Envelope
+from trimail.protocol.replies import Reply
+
+LINE = b"x" * 998 + b"\r\n"
+
+
+class OverrunningDelivery(MemoryHandler):
+    """Once started it runs to the end, past the handler limit (like a shielded batch)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    async def deliver(self, envelope: Envelope, message: Message) -> Receipt | Reply:
+        with trio.CancelScope(shield=True):
+            await trio.sleep(self.seconds)
+        return await super().deliver(envelope, message)
+
+
+class OverrunningRcptHook(MemoryHandler):
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    async def on_rcpt(self, session: SessionInfo, recipient: Mailbox) -> Reply | None:
+        with trio.CancelScope(shield=True):
+            await trio.sleep(self.seconds)
+        return None
+
+
+class HungRcptHook(MemoryHandler):
+    async def on_rcpt(self, session: SessionInfo, recipient: Mailbox) -> Reply | None:
+        await trio.sleep_forever()
+
+
+async def open_transaction(client: WireClient) -> None:
+    assert (await client.reply()).code == 220
+    for line in ("EHLO client.test", "MAIL FROM:<a@example.org>", "RCPT TO:<b@example.com>"):
+        assert (await client.command(line)).code == 250
+    assert (await client.command("DATA")).code == 354
+
+
+@pytest.mark.parametrize(
+    ("timeouts", "delivery_seconds"),
+    [
+        (Timeouts(), 200),  # defaults: past the 180 s data deadline of the last read
+        (Timeouts(data=61, handler=60), 62),  # a deadline just over the handler limit
+    ],
+)
+async def test_a_delivery_that_overruns_its_limit_is_still_answered_250(
+    autojump_clock: trio.testing.MockClock, timeouts: Timeouts, delivery_seconds: float
+) -> None:
+    handler = OverrunningDelivery(delivery_seconds)
+    session, client = session_over_memory(make_context(handler, timeouts=timeouts))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.run)
+        await open_transaction(client)
+        reply = await client.command("Subject: hi\r\n\r\nbody\r\n.")
+        assert reply.code == 250
+        assert (await client.command("QUIT")).code == 221
+    assert len(handler.messages) == 1
+
+
+async def test_a_slow_but_legal_client_gets_250_for_a_delivery_that_overruns(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Default timeouts. The body arrives over 530 s (fast enough for the minimum rate), so the
+    # DATA phase's deadline is its start + 600 s, 70 s after the end: more than the handler's
+    # 60 s, less than the 75 s the delivery takes.
+    handler = OverrunningDelivery(75)
+    session, client = session_over_memory(make_context(handler))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.run)
+        await open_transaction(client)
+        started = trio.current_time()
+        for at in (0, 170, 340, 510):
+            await trio.sleep(started + at - trio.current_time())
+            await client.send(LINE * 100)
+        await trio.sleep(started + 530 - trio.current_time())
+        assert (await client.command(".")).code == 250
+    assert len(handler.messages) == 1
+
+
+async def test_a_hook_that_overruns_its_limit_is_still_answered(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The RCPT hook takes 310 s, past the 300 s command deadline of the last reply.
+    session, client = session_over_memory(make_context(OverrunningRcptHook(310)))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.run)
+        assert (await client.reply()).code == 220
+        for line in ("EHLO client.test", "MAIL FROM:<a@example.org>"):
+            assert (await client.command(line)).code == 250
+        assert (await client.command("RCPT TO:<b@example.com>")).code == 250
+        assert (await client.command("QUIT")).code == 221
+
+
+async def test_a_hook_timeout_at_the_moment_of_the_client_deadline_is_the_hooks(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # RCPT comes 240 s after the last reply: its hook's 60 s limit ends exactly when the
+    # command deadline would. The hook's failure (451) is the answer, not a 421 timeout.
+    session, client = session_over_memory(make_context(HungRcptHook()))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.run)
+        assert (await client.reply()).code == 220
+        for line in ("EHLO client.test", "MAIL FROM:<a@example.org>"):
+            assert (await client.command(line)).code == 250
+        await trio.sleep(240)
+        reply = await client.command("RCPT TO:<b@example.com>")
+        assert (reply.code, reply.lines[0][:5]) == (451, "4.3.0")
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_slow_spool_write_does_not_count_against_the_client(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # data=5 s, handler=1 s; spilling the first MiB to the spool file takes 6 s (a slow disk).
+    # The worker-thread calls are made inline (a shielded sleep stands for the slow write), so
+    # the autojumping clock moves only by the simulated time.
+    spills = 0
+
+    async def slow_first_spill(self: Message) -> None:
+        nonlocal spills
+        if not self._buffer:
+            return
+        data, self._buffer = self._buffer, bytearray()
+        spills += 1
+        if spills == 1:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(6)
+        self._append(data)
+
+    async def inline_discard(self: Message) -> None:
+        self._buffer = bytearray()
+        self._remove()
+
+    monkeypatch.setattr(Message, "_flush", slow_first_spill)
+    monkeypatch.setattr(Message, "discard", inline_discard)
+
+    class SizesOnly(MemoryHandler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sizes: list[int] = []
+
+        async def deliver(self, envelope: Envelope, message: Message) -> Receipt | Reply:
+            self.sizes.append(message.size)
+            return message.queue_id
+
+    handler = SizesOnly()
+    timeouts = Timeouts(handler=1, data=5)
+    session, client = session_over_memory(make_context(handler, timeouts=timeouts))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.run)
+        await open_transaction(client)
+        await client.send(LINE * 1100)  # over 1 MiB: spilled to a file
+        assert (await client.command(".")).code == 250
+    assert spills >= 1
+    assert handler.sizes == [len(LINE) * 1100]
