@@ -13,9 +13,12 @@ still prints: errors are results), 1 when the run could not start, 2 for a bad f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import NoReturn, TextIO, TypeVar
 
 from .local_server import BenchError
@@ -126,23 +129,40 @@ def bench_command(
         print(f"trimail bench: error: {exc}", file=err)
         return USAGE_ERROR
     progress = err if not options.worker and err.isatty() else None
-    try:
-        stats, target = run_bench(options, progress=progress)
-    except BenchError as exc:
-        print(f"trimail bench: error: {exc}", file=err)
-        return RUN_FAILED
-    if options.worker:
-        print(json.dumps(stats.to_json()), file=out)
-        return 0
-    if options.json:
-        print(to_json(stats, options, target), file=out)
-    else:
-        out.write(render_table(stats, options, target))
-    out.flush()
+    interruptible = threading.current_thread() is threading.main_thread()
+    with sigint_deferred() if interruptible else contextlib.nullcontext():
+        try:
+            stats, target = run_bench(options, progress=progress, stop_on_interrupt=interruptible)
+        except BenchError as exc:
+            print(f"trimail bench: error: {exc}", file=err)
+            return RUN_FAILED
+        if options.worker:
+            print(json.dumps(stats.to_json()), file=out)
+            return 0
+        if options.json:
+            print(to_json(stats, options, target), file=out)
+        else:
+            out.write(render_table(stats, options, target))
+        out.flush()
     if stats.interrupted:
         return INTERRUPTED
     complete = stats.messages == stats.attempted and not stats.capped and stats.errors == 0
     return 0 if complete else RUN_FAILED
+
+
+@contextlib.contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Ctrl-C is held back except while a run listens for it (``runner._stop_on_interrupt``,
+    ``workers._forwarding``): one pressed while the local server starts stops the run as soon
+    as it begins, and one pressed after the run (while the server stops, or the report or a
+    worker's results are written) is dropped, so what was measured is always printed."""
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a pending press is dropped
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+        signal.signal(signal.SIGINT, ignored if ignored is not None else signal.SIG_DFL)
 
 
 class _OneLineParser(argparse.ArgumentParser):

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -128,11 +127,14 @@ async def run_load(
     connector: Connector | None = None,
     clock: Clock = time.perf_counter_ns,
     progress: TextIO | None = None,
+    stop_on_interrupt: bool = False,
 ) -> RunStats:
     """One process's run: ``options.sessions`` sessions to ``target`` (or via ``connector``).
 
     ``clock`` reads integer nanoseconds; tests pass one based on ``trio.current_time()`` so a
-    MockClock drives both the server's sleeps and the measurements.
+    MockClock drives both the server's sleeps and the measurements. ``stop_on_interrupt``
+    (the command line's choice; main thread only): Ctrl-C ends the run like ``--max-seconds``
+    does and marks it interrupted, instead of raising KeyboardInterrupt.
     """
     if connector is None:
         if target is None:
@@ -145,19 +147,26 @@ async def run_load(
         clock, start, messages=options.messages, duration=options.duration, rate=options.rate
     )
     backoff = options.duration is not None
-    with trio.move_on_after(options.max_seconds) as cap:
-        async with trio.open_nursery() as outer:
-            if progress is not None:
-                outer.start_soon(_show_progress, stats, progress, clock, start)
-            if threading.current_thread() is threading.main_thread():  # signals need it
-                await outer.start(_stop_on_interrupt, stats, cap)
-            async with trio.open_nursery() as sessions:
-                for _ in range(options.sessions):
-                    session = Session(script, connector, stats, clock)
-                    sessions.start_soon(_run_session, session, schedule, stats, clock, backoff)
-            outer.cancel_scope.cancel()
-    stats.capped = cap.cancelled_caught and not stats.interrupted
-    end = clock() if stats.capped or not stats.finished_at else stats.finished_at
+    interrupt = trio.CancelScope()  # Ctrl-C, when stop_on_interrupt
+    async with trio.open_nursery() as guard:
+        if stop_on_interrupt:
+            # Outside the run's scopes, so it takes every press until the run is over.
+            await guard.start(_stop_on_interrupt, interrupt)
+        with interrupt, trio.move_on_after(options.max_seconds) as cap:
+            async with trio.open_nursery() as outer:
+                if progress is not None:
+                    outer.start_soon(_show_progress, stats, progress, clock, start)
+                async with trio.open_nursery() as sessions:
+                    for _ in range(options.sessions):
+                        session = Session(script, connector, stats, clock)
+                        sessions.start_soon(_run_session, session, schedule, stats, clock, backoff)
+                outer.cancel_scope.cancel()
+        guard.cancel_scope.cancel()
+    # Only a run that was cut short counts (a press after the last transaction does not).
+    stats.interrupted = interrupt.cancelled_caught
+    stats.capped = cap.cancelled_caught
+    cut_short = stats.capped or stats.interrupted
+    end = clock() if cut_short or not stats.finished_at else stats.finished_at
     stats.seconds = max(0, end - start) / _NS
     if progress is not None:
         progress.write("\r\x1b[K")
@@ -195,22 +204,23 @@ async def _run_session(
 
 
 async def _stop_on_interrupt(
-    stats: RunStats,
-    run: trio.CancelScope,
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    run: trio.CancelScope, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Ctrl-C ends the run like the cap does, so what was measured is still reported.
+    """Cancel ``run`` on SIGINT, and take every later one until cancelled itself.
 
-    Every SIGINT until the run is over is taken here: the terminal sends one to every process
-    of the group (``--workers``, whose parent also forwards its own), and a second press must
-    not kill a worker before it has printed its results.
+    The command line keeps SIGINT blocked while no run is listening (see ``cli``), so a press
+    before this starts is delivered here once it does, and one after it ends is never
+    delivered at all; the mask is put back before the receiver closes, since closing hands
+    any signal it still holds back to the process.
     """
     with trio.open_signal_receiver(signal.SIGINT) as interrupts:
-        task_status.started()
-        async for _ in interrupts:
-            stats.interrupted = True
-            run.cancel()
+        previous = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        try:
+            task_status.started()
+            async for _ in interrupts:
+                run.cancel()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 async def _show_progress(stats: RunStats, out: TextIO, clock: Clock, start: int) -> None:
@@ -234,16 +244,22 @@ def _target(options: BenchOptions) -> Iterator[ListenAddress]:
         yield address
 
 
-def run_bench(options: BenchOptions, *, progress: TextIO | None = None) -> tuple[RunStats, str]:
+def run_bench(
+    options: BenchOptions, *, progress: TextIO | None = None, stop_on_interrupt: bool = False
+) -> tuple[RunStats, str]:
     """The whole command: local server if needed, one process or K workers; stats and target.
 
+    ``stop_on_interrupt``: Ctrl-C stops the run (and the workers') and it is reported; for
+    the command line, which keeps SIGINT blocked around it (``cli.sigint_deferred``).
     Raises BenchError when the run could not start (server did not start, worker failed).
     """
     with _target(options) as target:
         if options.workers > 1:
-            return run_workers(options, target), str(target)
+            return run_workers(options, target, forward_interrupts=stop_on_interrupt), str(target)
 
         async def one_process() -> RunStats:
-            return await run_load(options, target, progress=progress)
+            return await run_load(
+                options, target, progress=progress, stop_on_interrupt=stop_on_interrupt
+            )
 
         return trio.run(one_process), str(target)

@@ -14,6 +14,7 @@ The workers run at the same time, so the merged run's ``seconds`` is the longest
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -38,7 +39,12 @@ def _last_line(text: bytes) -> str:
     return lines[-1] if lines else "(no output)"
 
 
-def run_workers(options: BenchOptions, target: ListenAddress) -> RunStats:
+def run_workers(
+    options: BenchOptions, target: ListenAddress, *, forward_interrupts: bool = False
+) -> RunStats:
+    """``forward_interrupts`` (the command line, main thread only): the workers run in their
+    own session, out of reach of the terminal, and each Ctrl-C here is passed on to them, so
+    every worker stops, reports what it measured and is merged (see ``_forwarding``)."""
     count = options.workers
     sessions = split_evenly(options.sessions, count)
     messages: list[int | None] = (
@@ -47,32 +53,27 @@ def run_workers(options: BenchOptions, target: ListenAddress) -> RunStats:
         else [None] * count
     )
     rate = options.rate / count if options.rate is not None else None
-    processes = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "trimail.bench",
-                *worker_argv(
-                    options, target, sessions=sessions[i], messages=messages[i], rate=rate
-                ),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            # Out of the terminal's process group: a Ctrl-C reaches the workers only as this
-            # process forwards it, once per press (see _forward_interrupts).
-            start_new_session=True,
-        )
-        for i in range(count)
-    ]
+    forward = forward_interrupts and threading.current_thread() is threading.main_thread()
     deadline = time.monotonic() + options.max_seconds + WORKER_GRACE
+    processes: list[subprocess.Popen[bytes]] = []
     merged = RunStats()
     try:
-        with _forward_interrupts(processes) as interrupted:
+        for i in range(count):
+            argv = worker_argv(
+                options, target, sessions=sessions[i], messages=messages[i], rate=rate
+            )
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "trimail.bench", *argv],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                    start_new_session=forward,
+                )
+            )
+        with _forwarding(processes) if forward else contextlib.nullcontext():
             _collect(processes, deadline, merged)
-        merged.interrupted = merged.interrupted or interrupted.is_set()
     finally:
         for process in processes:
             if process.poll() is None:
@@ -82,25 +83,30 @@ def run_workers(options: BenchOptions, target: ListenAddress) -> RunStats:
 
 
 @contextmanager
-def _forward_interrupts(processes: list[subprocess.Popen[bytes]]) -> Iterator[threading.Event]:
-    """While the workers run, Ctrl-C here stops them (each reports what it measured) instead
-    of killing this process and losing every result. The event says whether it happened."""
-    interrupted = threading.Event()
-    if threading.current_thread() is not threading.main_thread():  # no signal handlers there
-        yield interrupted
-        return
+def _forwarding(processes: list[subprocess.Popen[bytes]]) -> Iterator[None]:
+    """Pass each SIGINT on to the workers still running, while waiting for them.
+
+    The command line keeps SIGINT blocked outside a run, and the workers inherit that mask: a
+    press that reaches a worker before its run listens for it waits, pending, instead of
+    killing it. Here it is let in only once this handler is in place.
+    """
 
     def forward(signum: int, frame: object) -> None:
-        interrupted.set()
         for process in processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)
 
-    previous = signal.signal(signal.SIGINT, forward)
+    previous_handler = signal.signal(signal.SIGINT, forward)
+    previous_mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
-        yield interrupted
+        yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+        # None: the previous handler was not installed from Python; the default is the best
+        # that can be put back.
+        signal.signal(
+            signal.SIGINT, previous_handler if previous_handler is not None else signal.SIG_DFL
+        )
 
 
 def _collect(processes: list[subprocess.Popen[bytes]], deadline: float, merged: RunStats) -> None:
