@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..config.model import ListenAddress
+from .children import end_with_parent
 from .options import Delivery
 
 STARTUP_BOUND = 15.0
@@ -103,8 +104,10 @@ def local_server(delivery: Delivery, serve_args: Sequence[str] = ()) -> Iterator
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 # Out of the terminal's process group: Ctrl-C stops the bench, which reports
                 # and then stops this server itself (it would otherwise start refusing the
-                # bench's last transactions while they are being counted).
+                # bench's last transactions while they are being counted). It still ends if
+                # the bench is killed.
                 start_new_session=True,
+                preexec_fn=end_with_parent(os.getpid()),  # noqa: PLW1509 (see children)
             )
         try:
             yield _wait_until_listening(process, log_path)

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..config.model import ListenAddress
+from .children import end_with_parent
 from .local_server import BenchError
 from .options import BenchOptions, split_evenly, worker_argv
 from .stats import RunStats
@@ -70,6 +71,7 @@ def run_workers(
                     stderr=subprocess.PIPE,
                     env={**os.environ, "PYTHONUNBUFFERED": "1"},
                     start_new_session=forward,
+                    preexec_fn=end_with_parent(os.getpid()),  # noqa: PLW1509 (see children)
                 )
             )
         with _forwarding(processes) if forward else contextlib.nullcontext():
