@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 import trio
 
 from tests.server.running import running_server
+from trimail.bench.cli import bench_command, build_parser
 from trimail.bench.options import BenchOptions
 from trimail.bench.report import render_table, summary
 from trimail.bench.runner import run_load
@@ -43,6 +47,66 @@ async def test_ctrl_c_ends_the_run_and_the_report_says_so() -> None:
     assert stats.messages <= len(handler.messages) <= stats.messages + options.sessions
     assert summary(stats, options, str(address))["interrupted"] is True
     assert "(interrupted)" in render_table(stats, options, str(address))
+
+
+class PressFromAnotherThread:
+    """A Ctrl-C that another thread takes (the kernel gives a process's signal to any thread
+    not blocking it): the thread raises SIGINT in itself, so the signal is taken there, before
+    ``press`` returns."""
+
+    def __init__(self) -> None:
+        self._asked = threading.Event()
+        self._done = threading.Event()
+        self._raise = False
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        self._asked.wait(BOUND)
+        if self._raise:
+            signal.raise_signal(signal.SIGINT)
+        self._done.set()
+
+    def press(self) -> None:
+        self._raise = True
+        self._asked.set()
+        assert self._done.wait(BOUND)
+
+    def stop(self) -> None:
+        self._asked.set()
+        self.thread.join()
+
+
+class PressedWhileWriting(io.StringIO):
+    """A report stream whose first write comes with a Ctrl-C (the user gave up waiting)."""
+
+    def __init__(self, presser: PressFromAnotherThread) -> None:
+        super().__init__()
+        self.presser = presser
+
+    def write(self, text: str) -> int:
+        if not self.tell():
+            self.presser.press()
+        return super().write(text)
+
+
+def test_a_press_after_the_run_is_dropped_even_when_another_thread_takes_it() -> None:
+    # bench_command in a process with another thread (an application's, or Trio's idle
+    # worker), where SIGINT is not blocked.
+    presser = PressFromAnotherThread()
+    presser.thread.start()
+    try:
+        args = build_parser().parse_args(
+            ["bench", "--delivery", "discard", "--sessions", "2", "--messages", "20", "--json"]
+        )
+        out, err = PressedWhileWriting(presser), io.StringIO()
+        status = bench_command(args, stdout=out, stderr=err)
+    finally:
+        presser.stop()
+    assert status == 0, err.getvalue()
+    assert json.loads(out.getvalue())["messages"] == 20
+
+
+PROC_CHILDREN = f"/proc/{os.getpid()}/task/{os.getpid()}/children"
 
 
 def workers_of(pid: int) -> list[int]:
@@ -85,6 +149,7 @@ async def interrupted_bench_run(address: str, handler: MemoryHandler, when: str)
     return out
 
 
+@pytest.mark.skipif(not os.path.exists(PROC_CHILDREN), reason="needs /proc/PID/task/TID/children")
 @pytest.mark.parametrize("when", ["while sending", "twice", "while the workers start"])
 async def test_ctrl_c_reaches_the_workers_through_the_parent_and_their_results_merge(
     when: str,

@@ -5,12 +5,15 @@ reports first), which also keeps them out of reach of whatever ends the terminal
 group. So each asks the kernel for a SIGTERM when the bench dies (Linux ``PR_SET_PDEATHSIG``):
 a bench killed with SIGKILL or SIGTERM does not leave a server listening for good. Elsewhere
 this is a no-op; the workers still stop at ``--max-seconds``.
+
+The kernel sends it when the *thread* that started the child exits: the bench starts each
+child from the thread that then waits for it (``local_server``, ``run_workers``), so that
+thread outlives the child unless the whole process dies.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import signal
 import sys
@@ -24,8 +27,8 @@ def _load_prctl() -> Callable[[int, int], int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        prctl: Callable[[int, int], int] = libc.prctl
+        # The process's own symbols (libc among them): no ``find_library``, which runs ldconfig.
+        prctl: Callable[[int, int], int] = ctypes.CDLL(None).prctl
     except (OSError, AttributeError):
         return None
     return prctl
@@ -36,7 +39,8 @@ _prctl = _load_prctl()
 
 def end_with_parent(parent: int) -> Callable[[], None] | None:
     """A ``preexec_fn`` for ``subprocess.Popen`` that makes the child get SIGTERM when the
-    process ``parent`` (the caller's pid) exits, or None where that is not available.
+    caller's thread exits (with the process ``parent``, the caller's pid), or None where that
+    is not available.
 
     Runs in the child between fork and exec, where another thread of the parent may have
     held a lock: so it takes none (no import, no logging, no allocation beyond small ints),

@@ -155,14 +155,26 @@ def sigint_deferred() -> Iterator[None]:
     """Ctrl-C is held back except while a run listens for it (``runner._stop_on_interrupt``,
     ``workers._forwarding``): one pressed while the local server starts stops the run as soon
     as it begins, and one pressed after the run (while the server stops, or the report or a
-    worker's results are written) is dropped, so what was measured is always printed."""
+    worker's results are written) is dropped, so what was measured is always printed.
+
+    SIGINT is blocked in this thread (children inherit that, so a press forwarded to a worker
+    that is still starting waits for its run), and a handler that drops it is installed for
+    the process: another thread (an embedding application's, Trio's idle worker threads) may
+    take the signal, and Python runs the handler in the main thread whichever did.
+    """
+    previous_handler = signal.signal(signal.SIGINT, _drop)
     previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a pending press is dropped
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
-        signal.signal(signal.SIGINT, ignored if ignored is not None else signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)  # a pending press: _drop
+        signal.signal(
+            signal.SIGINT, previous_handler if previous_handler is not None else signal.SIG_DFL
+        )
+
+
+def _drop(signum: int, frame: object) -> None:
+    """A Ctrl-C outside a run: nothing to stop."""
 
 
 class _OneLineParser(argparse.ArgumentParser):
