@@ -6,25 +6,12 @@ the wrong place, or answered pipelined commands out of order, would make the ben
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
-
 import trio
 import trio.testing
 
+from tests.benchmarks.scripts import load_script
 
-def _load_floor() -> ModuleType:
-    """benchmarks/ is scripts, not a package: load floor.py by path."""
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "floor.py"
-    spec = importlib.util.spec_from_file_location("benchmarks_floor", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-floor = _load_floor()
+floor = load_script("floor")
 
 BODY = b"Subject: x\r\n\r\n..stuffed line\r\n.not the end\r\nbare\n.\nstill body\r\n"
 SESSION = (

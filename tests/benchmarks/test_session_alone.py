@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 
+from tests.benchmarks.scripts import load_script
 
-def _load() -> ModuleType:
-    """benchmarks/ is scripts, not a package: load session_alone.py by path."""
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "session_alone.py"
-    spec = importlib.util.spec_from_file_location("benchmarks_session_alone", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-session_alone = _load()
+session_alone = load_script("session_alone")
 
 
 @pytest.mark.parametrize("size", [1024, 102_400])
