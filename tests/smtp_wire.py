@@ -71,6 +71,15 @@ class WireClient:
         return data == b"" and not self._buffer
 
 
+async def start_transaction(client: WireClient) -> None:
+    """Greeting, EHLO, MAIL, RCPT and DATA, each answered as a plain server answers them."""
+    assert (await client.reply()).code == 220
+    assert (await client.command("EHLO client.test")).code == 250
+    assert (await client.command("MAIL FROM:<a@example.org>")).code == 250
+    assert (await client.command("RCPT TO:<b@example.com>")).code == 250
+    assert (await client.command("DATA")).code == 354
+
+
 def make_context(
     handler: Handler,
     *,

@@ -14,7 +14,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.smtp_wire import WireClient, make_context, session_over_memory
+from tests.smtp_wire import make_context, session_over_memory, start_transaction
 from trimail.config.model import Timeouts
 from trimail.delivery.memory import MemoryHandler
 from trimail.delivery.message import Message
@@ -55,13 +55,6 @@ class HungRcptHook(MemoryHandler):
         await trio.sleep_forever()
 
 
-async def open_transaction(client: WireClient) -> None:
-    assert (await client.reply()).code == 220
-    for line in ("EHLO client.test", "MAIL FROM:<a@example.org>", "RCPT TO:<b@example.com>"):
-        assert (await client.command(line)).code == 250
-    assert (await client.command("DATA")).code == 354
-
-
 @pytest.mark.parametrize(
     ("timeouts", "delivery_seconds"),
     [
@@ -76,7 +69,7 @@ async def test_a_delivery_that_overruns_its_limit_is_still_answered_250(
     session, client = session_over_memory(make_context(handler, timeouts=timeouts))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
-        await open_transaction(client)
+        await start_transaction(client)
         reply = await client.command("Subject: hi\r\n\r\nbody\r\n.")
         assert reply.code == 250
         assert (await client.command("QUIT")).code == 221
@@ -93,7 +86,7 @@ async def test_a_slow_but_legal_client_gets_250_for_a_delivery_that_overruns(
     session, client = session_over_memory(make_context(handler))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
-        await open_transaction(client)
+        await start_transaction(client)
         started = trio.current_time()
         for at in (0, 170, 340, 510):
             await trio.sleep(started + at - trio.current_time())
@@ -174,7 +167,7 @@ async def test_a_slow_spool_write_does_not_count_against_the_client(
     session, client = session_over_memory(make_context(handler, timeouts=timeouts))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
-        await open_transaction(client)
+        await start_transaction(client)
         await client.send(LINE * 1100)  # over 1 MiB: spilled to a file
         assert (await client.command(".")).code == 250
     assert spills >= 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from tests.smtp_wire import WireClient, make_context, session_over_memory
+from tests.smtp_wire import WireClient, make_context, session_over_memory, start_transaction
 from trimail.config.model import Timeouts
 from trimail.delivery.memory import MemoryHandler
 from trimail.peer import Peer
@@ -13,14 +13,6 @@ from trimail.protocol.limits import ProtocolLimits
 from trimail.server.session import Session
 
 MESSAGE = b"Subject: hi\r\n\r\nHello.\r\n"
-
-
-async def start_transaction(client: WireClient) -> None:
-    assert (await client.reply()).code == 220
-    assert (await client.command("EHLO client.test")).code == 250
-    assert (await client.command("MAIL FROM:<a@example.org>")).code == 250
-    assert (await client.command("RCPT TO:<b@example.com>")).code == 250
-    assert (await client.command("DATA")).code == 354
 
 
 async def test_a_whole_message_is_stored_with_trace_headers() -> None:
