@@ -5,6 +5,7 @@ supervisor: every worker takes mail, a dead worker is restarted, SIGTERM drains 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import re
 import signal
@@ -52,6 +53,22 @@ def test_reserving_port_0_resolves_one_port_and_holds_it() -> None:
                 if reuse_address:
                     intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 intruder.bind(("127.0.0.1", address.port))
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_a_host_name_is_resolved_once_by_the_supervisor() -> None:
+    # Workers bind the numbers the supervisor reserved, not the name again (whose records
+    # could have changed meanwhile); one address per socket the name resolved to.
+    resolved, held = reserve_addresses((ListenAddress("localhost", 0),))
+    try:
+        assert resolved
+        assert [(address.host, address.port) for address in resolved] == [
+            tuple(sock.getsockname()[:2]) for sock in held
+        ]
+        for address in resolved:
+            ipaddress.ip_address(address.host)  # numeric
     finally:
         for sock in held:
             sock.close()

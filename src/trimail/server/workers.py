@@ -68,8 +68,10 @@ WorkerMain = Callable[[ServerConfig, int, EventType], None]
 def reserve_addresses(
     addresses: tuple[ListenAddress, ...],
 ) -> tuple[tuple[ListenAddress, ...], list[socket.socket]]:
-    """Bind (never listen) one SO_REUSEPORT socket per resolved address; the addresses with
-    port 0 replaced by the port the kernel chose, and the sockets that hold them.
+    """Bind (never listen) one SO_REUSEPORT socket per resolved address; the numeric address
+    of each (a host name resolved here, once, so every worker binds exactly what is reserved
+    even if the name's records change meanwhile; port 0 replaced by the port the kernel chose),
+    and the sockets that hold them.
 
     No SO_REUSEADDR here: on Linux two SO_REUSEADDR sockets may share a port while neither
     listens, so with it another program could take the reserved port. Only sockets with
@@ -81,7 +83,9 @@ def reserve_addresses(
         for address in addresses:
             socks = bind_reuse_port(address, reuse_address=False)
             held += socks
-            resolved.append(ListenAddress(address.host, int(socks[0].getsockname()[1])))
+            for sock in socks:
+                host, port = sock.getsockname()[:2]
+                resolved.append(ListenAddress(str(host), int(port)))
     except BaseException:
         for sock in held:
             sock.close()
