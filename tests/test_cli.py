@@ -254,6 +254,16 @@ def test_missing_certificate_file_exits_2_naming_tls_cert(tmp_path: Path) -> Non
     assert "nope.pem" in line
 
 
+def test_a_bad_certificate_with_workers_exits_2_before_any_worker_starts(tmp_path: Path) -> None:
+    first, second = issue(tmp_path / "a"), issue(tmp_path / "b")
+    result = run_serve(
+        tmp_path, "--workers", "2", "--tls-cert", str(first.cert), "--tls-key", str(second.key)
+    )
+    line = assert_one_line_usage_error(result, "--tls-cert")
+    assert "not a usable PEM certificate and key" in line
+    assert "worker" not in result.stderr
+
+
 def test_key_that_does_not_match_exits_2(tmp_path: Path) -> None:
     first, second = issue(tmp_path / "a"), issue(tmp_path / "b")
     result = run_serve(tmp_path, "--tls-cert", str(first.cert), "--tls-key", str(second.key))

@@ -24,7 +24,7 @@ from .delivery.null import DiscardHandler
 from .handler import Handler
 from .log_format import CachedTimeFormatter
 from .server.serve import Server
-from .server.tls import TlsSetupError
+from .server.tls import Certificates, TlsSetupError
 from .server.workers import FORWARDED, Supervisor
 
 log = logging.getLogger("trimail")
@@ -371,13 +371,19 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"trimail serve: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
     try:
-        server = Server(config, make_handler(config))
+        if config.workers > 1:
+            # Each worker loads the certificate itself; a bad one fails here, once, first.
+            if config.tls.cert is not None:
+                Certificates(config.tls.cert, config.tls.key)
+            server = None
+        else:
+            server = Server(config, make_handler(config))
     except TlsSetupError as exc:
         field = "--tls-cert" if args.__dict__.get("tls.cert") is not None else "tls.cert"
         print(f"trimail serve: error: {field}: {exc}", file=sys.stderr)
         return USAGE_ERROR
     try:
-        if config.workers > 1:
+        if server is None:
             return Supervisor(config, run_worker).run()
         trio.run(_serve_until_signalled, server)
     except OSError as exc:
