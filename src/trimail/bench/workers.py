@@ -20,7 +20,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,9 +42,10 @@ def _last_line(text: bytes) -> str:
 def run_workers(
     options: BenchOptions, target: ListenAddress, *, forward_interrupts: bool = False
 ) -> RunStats:
-    """``forward_interrupts`` (the command line, main thread only): the workers run in their
-    own session, out of reach of the terminal, and each Ctrl-C here is passed on to them, so
-    every worker stops, reports what it measured and is merged (see ``_forwarding``)."""
+    """``forward_interrupts`` (the command line; signal handlers need the main thread): the
+    workers run in their own session, out of reach of the terminal, and each Ctrl-C here is
+    passed on to them, so every worker stops, reports what it measured and is merged (see
+    ``_forwarding``)."""
     count = options.workers
     sessions = split_evenly(options.sessions, count)
     messages: list[int | None] = (
@@ -54,7 +54,6 @@ def run_workers(
         else [None] * count
     )
     rate = options.rate / count if options.rate is not None else None
-    forward = forward_interrupts and threading.current_thread() is threading.main_thread()
     deadline = time.monotonic() + options.max_seconds + WORKER_GRACE
     processes: list[subprocess.Popen[bytes]] = []
     merged = RunStats()
@@ -70,11 +69,11 @@ def run_workers(
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                    start_new_session=forward,
+                    start_new_session=forward_interrupts,
                     preexec_fn=end_with_parent(os.getpid()),  # noqa: PLW1509 (see children)
                 )
             )
-        with _forwarding(processes) if forward else contextlib.nullcontext():
+        with _forwarding(processes) if forward_interrupts else contextlib.nullcontext():
             _collect(processes, deadline, merged)
     finally:
         for process in processes:

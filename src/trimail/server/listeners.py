@@ -72,6 +72,7 @@ def bind_reuse_port(address: ListenAddress, *, reuse_address: bool) -> list[sock
     return socks
 
 
-def bound_address(listener: trio.SocketListener) -> ListenAddress:
-    sockname = listener.socket.getsockname()
+def bound_address(sock: socket.socket | trio.socket.SocketType) -> ListenAddress:
+    """The numeric address and port ``sock`` is bound to."""
+    sockname = sock.getsockname()
     return ListenAddress(str(sockname[0]), int(sockname[1]))

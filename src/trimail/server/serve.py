@@ -113,8 +113,8 @@ class Server:
             raise
         listeners = plain + implicit
         try:
-            self.addresses = [bound_address(listener) for listener in plain]
-            self.tls_addresses = [bound_address(listener) for listener in implicit]
+            self.addresses = [bound_address(listener.socket) for listener in plain]
+            self.tls_addresses = [bound_address(listener.socket) for listener in implicit]
             for address in self.addresses:
                 log.info("listening on %s", address)
             for address in self.tls_addresses:

@@ -519,18 +519,13 @@ class Session:
             # a 354 the next read is content, so the send gets the DATA phase's deadline. A
             # reply that goes out at once leaves the deadline set for it (off by the send's
             # microseconds), so the next read needs no deadline move of its own.
-            clock = self._data_clock
             sent_at = trio.current_time()
-            deadline = self._io.deadline = (
-                sent_at + timeouts.command if clock is None else clock.deadline(sent_at, timeouts)
-            )
+            deadline = self._io.deadline = self._next_read_deadline(sent_at)
             await self._stream.send_all(data)
             now = trio.current_time()
             if now - sent_at >= SEND_SLACK:
-                deadline = self._io.deadline = (
-                    now + timeouts.command if clock is None else clock.deadline(now, timeouts)
-                )
-            if clock is None:
+                deadline = self._io.deadline = self._next_read_deadline(now)
+            if self._data_clock is None:
                 self._command_deadline = deadline
             return
         # A last word, after the conversation.
@@ -539,6 +534,14 @@ class Session:
         if scope.cancelled_caught:
             raise trio.TooSlowError
         self._command_deadline = trio.current_time() + timeouts.command
+
+    def _next_read_deadline(self, replied_at: float) -> float:
+        """The deadline of the read that follows a reply sent at ``replied_at``: the next
+        command's, or after a 354 the DATA phase's."""
+        clock, timeouts = self._data_clock, self._context.timeouts
+        if clock is None:
+            return replied_at + timeouts.command
+        return clock.deadline(replied_at, timeouts)
 
     async def _tarpit(self) -> None:
         """Past the soft error limit, each new error reply costs this client ``error_delay``

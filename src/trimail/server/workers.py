@@ -46,7 +46,7 @@ from types import FrameType
 import attrs
 
 from ..config.model import ListenAddress, ServerConfig
-from .listeners import bind_reuse_port
+from .listeners import bind_reuse_port, bound_address
 
 log = logging.getLogger("trimail")
 
@@ -83,9 +83,7 @@ def reserve_addresses(
         for address in addresses:
             socks = bind_reuse_port(address, reuse_address=False)
             held += socks
-            for sock in socks:
-                host, port = sock.getsockname()[:2]
-                resolved.append(ListenAddress(str(host), int(port)))
+            resolved += [bound_address(sock) for sock in socks]
     except BaseException:
         for sock in held:
             sock.close()
