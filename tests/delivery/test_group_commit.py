@@ -182,17 +182,41 @@ class Cancellable:
         self.ended.set()
 
 
+async def queue_behind_a_running_batch(
+    store: GatedStore,
+    nursery: trio.Nursery,
+    waiting: Cancellable,
+    *first: int,
+) -> Submitter:
+    """Submit ``first`` (its first job's batch starts and parks in the store), then
+    ``waiting``'s job, which queues behind that batch."""
+    jobs = Submitter(waiting.commit, nursery)
+    await jobs.submit(*first)
+    assert await store.started.receive() == [first[0]]
+    nursery.start_soon(waiting.run)
+    await trio.testing.wait_all_tasks_blocked()
+    return jobs
+
+
+async def cancel_in_flight(store: GatedStore, waiting: Cancellable, batch: list[int]) -> None:
+    """Let the running batch end so ``batch`` (holding ``waiting``'s job) starts, cancel
+    ``waiting`` there, and check that it waits for its batch before it ends."""
+    store.release()
+    assert await store.started.receive() == batch
+    waiting.scope.cancel()
+    await trio.testing.wait_all_tasks_blocked()
+    assert not waiting.ended.is_set()  # it waits for its batch to end
+    store.release()
+    await waiting.ended.wait()
+
+
 async def test_a_job_cancelled_while_queued_is_withdrawn() -> None:
     store = GatedStore()
     commit = GroupCommit(store, max_batches=1, max_batch_size=10)
     second = Cancellable(commit, 2)
     with trio.fail_after(SAFETY_NET * 2):
         async with trio.open_nursery() as nursery:
-            jobs = Submitter(commit, nursery)
-            await jobs.submit(1)
-            assert await store.started.receive() == [1]
-            nursery.start_soon(second.run)
-            await trio.testing.wait_all_tasks_blocked()  # 2 is queued behind [1]
+            jobs = await queue_behind_a_running_batch(store, nursery, second, 1)
             second.scope.cancel()
             await second.ended.wait()
             assert second.scope.cancelled_caught
@@ -209,18 +233,8 @@ async def test_a_job_cancelled_in_flight_is_finished_and_its_result_returned() -
     second = Cancellable(commit, 2)
     with trio.fail_after(SAFETY_NET * 2):
         async with trio.open_nursery() as nursery:
-            jobs = Submitter(commit, nursery)
-            await jobs.submit(1)
-            assert await store.started.receive() == [1]
-            nursery.start_soon(second.run)
-            await trio.testing.wait_all_tasks_blocked()
-            store.release()  # [1] ends; the next batch, [2], starts and parks in the store
-            assert await store.started.receive() == [2]
-            second.scope.cancel()
-            await trio.testing.wait_all_tasks_blocked()
-            assert not second.ended.is_set()  # it waits for its batch to end
-            store.release()
-            await second.ended.wait()
+            await queue_behind_a_running_batch(store, nursery, second, 1)
+            await cancel_in_flight(store, second, [2])
     assert second.result == 20  # the work was done, so the caller is told
     assert store.finished == [[1], [2]]
 
@@ -232,18 +246,8 @@ async def test_a_job_cancelled_while_waiting_in_a_batch_led_by_another_task() ->
     third = Cancellable(commit, 3)
     with trio.fail_after(SAFETY_NET * 2):
         async with trio.open_nursery() as nursery:
-            jobs = Submitter(commit, nursery)
-            await jobs.submit(1, 2)
-            assert await store.started.receive() == [1]
-            nursery.start_soon(third.run)
-            await trio.testing.wait_all_tasks_blocked()
-            store.release()
-            assert await store.started.receive() == [2, 3]  # led by 2's task
-            third.scope.cancel()
-            await trio.testing.wait_all_tasks_blocked()
-            assert not third.ended.is_set()
-            store.release()
-            await third.ended.wait()
+            jobs = await queue_behind_a_running_batch(store, nursery, third, 1, 2)
+            await cancel_in_flight(store, third, [2, 3])  # led by 2's task
     assert third.result == 30
     assert jobs.results == {1: 10, 2: 20}
 

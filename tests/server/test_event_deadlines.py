@@ -1,4 +1,5 @@
-"""Work that overruns its own limit is never cut short by the client's deadline.
+"""An event's work (a hook, a delivery, a spool write) is never cut short by the client's
+deadline, even when it outlasts that deadline or overruns its own limit.
 
 A read or a reply leaves its deadline on the session's I/O scope, and the session lifts it
 only before events whose handling can reach a checkpoint. These pin the cases a review of that
@@ -26,27 +27,34 @@ from trimail.protocol.replies import Reply
 LINE = b"x" * 998 + b"\r\n"
 
 
-class OverrunningDelivery(MemoryHandler):
-    """Once started it runs to the end, past the handler limit (like a shielded batch)."""
+async def take(seconds: float, *, uninterruptible: bool) -> None:
+    """Work of ``seconds``; ``uninterruptible`` work runs to its end even past a deadline (a
+    Maildir batch stuck in fsync, a ``to_thread`` call), so it can overrun the handler limit."""
+    with trio.CancelScope(shield=uninterruptible):
+        await trio.sleep(seconds)
 
-    def __init__(self, seconds: float) -> None:
+
+class SlowDelivery(MemoryHandler):
+    """Takes ``seconds`` to store each message (an LMTP hand-off or a scan, say)."""
+
+    def __init__(self, seconds: float, *, uninterruptible: bool = False) -> None:
         super().__init__()
-        self.seconds = seconds
+        self.seconds, self.uninterruptible = seconds, uninterruptible
 
     async def deliver(self, envelope: Envelope, message: Message) -> Receipt | Reply:
-        with trio.CancelScope(shield=True):
-            await trio.sleep(self.seconds)
+        await take(self.seconds, uninterruptible=self.uninterruptible)
         return await super().deliver(envelope, message)
 
 
-class OverrunningRcptHook(MemoryHandler):
-    def __init__(self, seconds: float) -> None:
+class SlowRcptHook(MemoryHandler):
+    """Takes ``seconds`` to decide each recipient (a policy lookup, say)."""
+
+    def __init__(self, seconds: float, *, uninterruptible: bool = False) -> None:
         super().__init__()
-        self.seconds = seconds
+        self.seconds, self.uninterruptible = seconds, uninterruptible
 
     async def on_rcpt(self, session: SessionInfo, recipient: Mailbox) -> Reply | None:
-        with trio.CancelScope(shield=True):
-            await trio.sleep(self.seconds)
+        await take(self.seconds, uninterruptible=self.uninterruptible)
         return None
 
 
@@ -65,7 +73,7 @@ class HungRcptHook(MemoryHandler):
 async def test_a_delivery_that_overruns_its_limit_is_still_answered_250(
     autojump_clock: trio.testing.MockClock, timeouts: Timeouts, delivery_seconds: float
 ) -> None:
-    handler = OverrunningDelivery(delivery_seconds)
+    handler = SlowDelivery(delivery_seconds, uninterruptible=True)
     session, client = session_over_memory(make_context(handler, timeouts=timeouts))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
@@ -82,7 +90,7 @@ async def test_a_slow_but_legal_client_gets_250_for_a_delivery_that_overruns(
     # Default timeouts. The body arrives over 530 s (fast enough for the minimum rate), so the
     # DATA phase's deadline is its start + 600 s, 70 s after the end: more than the handler's
     # 60 s, less than the 75 s the delivery takes.
-    handler = OverrunningDelivery(75)
+    handler = SlowDelivery(75, uninterruptible=True)
     session, client = session_over_memory(make_context(handler))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
@@ -100,7 +108,7 @@ async def test_a_hook_that_overruns_its_limit_is_still_answered(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     # The RCPT hook takes 310 s, past the 300 s command deadline of the last reply.
-    session, client = session_over_memory(make_context(OverrunningRcptHook(310)))
+    session, client = session_over_memory(make_context(SlowRcptHook(310, uninterruptible=True)))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
         assert (await client.reply()).code == 220
@@ -172,3 +180,45 @@ async def test_a_slow_spool_write_does_not_count_against_the_client(
         assert (await client.command(".")).code == 250
     assert spills >= 1
     assert handler.sizes == [len(LINE) * 1100]
+
+
+async def test_a_slow_hook_after_a_slow_client_has_its_own_time_not_the_clients(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The client used 9 of its 10 s for RCPT; the hook then takes 5 s, well within its own
+    limit: the client's command deadline must not cut the hook short."""
+    context = make_context(SlowRcptHook(5), timeouts=Timeouts(command=10, handler=60))
+    session, client = session_over_memory(context)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.run)
+        assert (await client.reply()).code == 220
+        assert (await client.command("EHLO client.test")).code == 250
+        assert (await client.command("MAIL FROM:<a@example.org>")).code == 250
+        await trio.sleep(9)
+        start = trio.current_time()
+        assert (await client.command("RCPT TO:<b@example.com>")).code == 250
+        assert trio.current_time() - start == 5
+        assert (await client.command("QUIT")).code == 221
+    assert session.end_reason == "quit"
+
+
+async def test_a_slow_delivery_after_the_last_data_read_still_gets_its_250(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The delivery (6 s) is within the handler's limit (60 s) but outlives the last DATA
+    read's deadline (5 s): the stored message must be answered 250, not 421 (a duplicate
+    on retry). Found by review of the deadline-in-place change."""
+    handler = SlowDelivery(6)
+    context = make_context(handler, timeouts=Timeouts(data=5, handler=60))
+    session, client = session_over_memory(context)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.run)
+        assert (await client.reply()).code == 220
+        for line in ("EHLO client.test", "MAIL FROM:<a@example.org>", "RCPT TO:<b@example.com>"):
+            assert (await client.command(line)).code == 250
+        assert (await client.command("DATA")).code == 354
+        start = trio.current_time()
+        assert (await client.command("Subject: hi\r\n\r\nbody\r\n.")).code == 250
+        assert trio.current_time() - start == 6
+        assert len(handler.messages) == 1
+        assert (await client.command("QUIT")).code == 221
