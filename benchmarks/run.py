@@ -164,7 +164,12 @@ def available_servers(
     peers: Peers, wanted: frozenset[str] | None
 ) -> tuple[list[ServerSpec], list[str]]:
     """The servers this machine can run, in table order, and why the others are skipped."""
-    specs = [trimail_spec(durable=False), trimail_spec(durable=True), floor_spec()]
+    specs = [
+        trimail_spec(durable=False),
+        trimail_spec(durable=True),
+        floor_spec(),
+        floor_spec(validate=True),
+    ]
     skipped = []
     if peers.has("aiosmtpd") and peers.python is not None:
         specs += [

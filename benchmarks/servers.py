@@ -79,10 +79,17 @@ def trimail_spec(*, durable: bool) -> ServerSpec:
     return ServerSpec("trimail-discard", "trimail (discard)", argv, True, "aiosmtpd-discard")
 
 
-def floor_spec() -> ServerSpec:
-    def argv(workdir: Path, port: int) -> list[str]:
-        return [sys.executable, str(HERE / "floor.py"), "--port", str(port)]
+def floor_spec(*, validate: bool = False) -> ServerSpec:
+    """The Trio floor; ``validate``: with trimail's parser and decoder (what validation costs)."""
 
+    def argv(workdir: Path, port: int) -> list[str]:
+        command = [sys.executable, str(HERE / "floor.py"), "--port", str(port)]
+        return [*command, "--validate"] if validate else command
+
+    if validate:
+        return ServerSpec(
+            "floor-validating", "Trio floor + validation", argv, True, "aiosmtpd-discard"
+        )
     return ServerSpec("floor", "Trio floor", argv, True, "aiosmtpd-discard")
 
 

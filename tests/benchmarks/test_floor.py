@@ -67,3 +67,43 @@ async def test_over_a_stream_the_greeting_comes_first_and_quit_closes() -> None:
             while chunk := await client.receive_some(65536):
                 received += chunk
     assert received == floor.GREETING + EXPECTED
+
+
+# -- --validate: trimail's parser and decoder in the floor -------------------------------------
+
+# The same session as SESSION but with a valid body: the plain floor's BODY holds bare LFs,
+# which the decoder (rightly) refuses.
+VALID_BODY = b"Subject: x\r\n\r\n..stuffed line\r\n.not the end\r\n"
+VALID_SESSION = SESSION.replace(BODY, VALID_BODY)
+
+
+def _validated(chunks: list[bytes]) -> tuple[bytes, int, int, bool]:
+    session = floor.FloorSession(validate=True)
+    replies = b"".join(session.feed(chunk) for chunk in chunks)
+    return replies, session.messages, session.rejected, session.closed
+
+
+def test_validating_a_good_session_answers_as_the_plain_floor_does() -> None:
+    assert _validated([VALID_SESSION]) == (EXPECTED, 2, 0, True)
+
+
+def test_validating_every_split_into_two_reads_gives_the_same_replies() -> None:
+    for cut in range(1, len(VALID_SESSION)):
+        chunks = [VALID_SESSION[:cut], VALID_SESSION[cut:]]
+        assert _validated(chunks) == (EXPECTED, 2, 0, True), cut
+
+
+def test_validating_rejects_a_body_with_bare_newlines_and_reads_to_its_real_end() -> None:
+    # The plain floor's BODY holds "bare\n.\n": rejected, and its fake terminator ends nothing.
+    replies, messages, rejected, closed = _validated([SESSION])
+    assert replies == EXPECTED.replace(floor.QUEUED_REPLY, floor.REJECTED_REPLY, 1)
+    assert (messages, rejected, closed) == (1, 1, True)
+
+
+def test_validating_refuses_a_command_trimail_refuses() -> None:
+    replies, *_ = _validated([b"MAIL FROM:<no closing bracket\r\nNOOP\r\n"])
+    assert replies == floor.BAD_COMMAND_REPLY + floor.OK_REPLY
+
+
+def test_the_plain_floor_answers_any_line_without_parsing_it() -> None:
+    assert _replies([b"MAIL FROM:<no closing bracket\r\n\r\n"]) == (floor.OK_REPLY * 2, 0, False)
