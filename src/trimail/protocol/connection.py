@@ -209,7 +209,8 @@ class ServerConnection:
             raise LocalProtocolError("no message is waiting for a decision")
         self._take_pending()
         self.junk_commands = 0  # a client that delivers mail is not idling
-        self._finish_transaction(replies.queued(queue_id))
+        self._queue_wire(replies.queued_wire(queue_id))
+        self._end_transaction()
 
     def refuse(self, reply: Reply) -> None:
         """Refuse the pending MAIL, RCPT or message with ``reply``; the state is unchanged
@@ -403,6 +404,9 @@ class ServerConnection:
 
     def _finish_transaction(self, reply: Reply) -> None:
         self._queue(reply)
+        self._end_transaction()
+
+    def _end_transaction(self) -> None:
         self._transaction = None
         self._envelope = None
         self.state = State.READY
@@ -417,7 +421,9 @@ class ServerConnection:
         return pending
 
     def _queue(self, reply: Reply) -> None:
-        data = reply.to_bytes()
+        self._queue_wire(reply.to_bytes())
+
+    def _queue_wire(self, data: bytes) -> None:
         self._outgoing.append(data)
         self._outgoing_size += len(data)
 

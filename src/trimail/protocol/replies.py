@@ -108,6 +108,12 @@ def queued(queue_id: str) -> Reply:
     return _r(250, "2.0.0", f"OK: queued as {queue_id}")
 
 
+def queued_wire(queue_id: str) -> bytes:
+    """``queued(queue_id).to_bytes()`` without building the Reply: one per message, on the
+    hot path, where the object and its rendering cost ~3% of a session's instructions."""
+    return f"250 2.0.0 OK: queued as {queue_id}\r\n".encode()
+
+
 # -- syntax and sequence errors (these count towards the per-session error limit) -----------
 UNKNOWN_COMMAND = _r(500, "5.5.2", "Error: command not recognized")
 BARE_NEWLINE_IN_COMMAND = _r(500, "5.5.2", "Error: command line must end with <CR><LF>")
