@@ -5,13 +5,17 @@ from __future__ import annotations
 import contextlib
 
 import attrs
+import pytest
 import trio
 
 from tests.server.running import running_server
 from tests.smtp_wire import WireClient, clients
 from trimail.config.model import AdmissionConfig, ListenAddress, Rate, ServerConfig, Timeouts
 from trimail.delivery.memory import MemoryHandler
+from trimail.handler import SessionInfo
+from trimail.protocol.addresses import Mailbox
 from trimail.protocol.limits import ProtocolLimits
+from trimail.protocol.replies import Reply
 
 BOUND = 30.0
 NO_EXEMPTIONS = AdmissionConfig(exempt=())
@@ -108,10 +112,31 @@ async def test_connection_rate_limit_per_client() -> None:
             assert "slow down" in reply.text
 
 
-async def test_message_rate_limit_per_client_is_450_4_7_1() -> None:
+class AskingHandler(MemoryHandler):
+    """Has the MAIL and RCPT hooks, so those decisions are awaited rather than screened."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    async def on_mail(self, session: SessionInfo, sender: Mailbox | None) -> Reply | None:
+        self.asked.append(f"MAIL {sender}")
+        return None
+
+    async def on_rcpt(self, session: SessionInfo, recipient: Mailbox) -> Reply | None:
+        self.asked.append(f"RCPT {recipient}")
+        return None
+
+
+@pytest.mark.parametrize("handler_type", [MemoryHandler, AskingHandler])
+async def test_message_rate_limit_per_client_is_450_4_7_1(
+    handler_type: type[MemoryHandler],
+) -> None:
+    # With hooks the MAIL is screened for the rate first, then asked: charged once, not twice.
     admission = attrs.evolve(NO_EXEMPTIONS, max_message_rate_per_ip=Rate(2, 3600.0))
     config = ServerConfig(admission=admission)
-    async with running_server(MemoryHandler(), config=config) as (_, address), clients() as held:
+    handler = handler_type()
+    async with running_server(handler, config=config) as (_, address), clients() as held:
         with trio.fail_after(BOUND):
             client = await connect(address.port)
             held.append(client)
@@ -122,6 +147,8 @@ async def test_message_rate_limit_per_client_is_450_4_7_1() -> None:
                 assert (await client.command("RSET")).code == 250
             reply = await client.command("MAIL FROM:<a@example.org>")
             assert (reply.code, reply.lines[0][:5]) == (450, "4.7.1")
+    if isinstance(handler, AskingHandler):
+        assert handler.asked == ["MAIL a@example.org"] * 2  # the refused third is never asked
 
 
 async def test_relay_to_foreign_domains_is_denied() -> None:

@@ -53,6 +53,7 @@ from .events import (
 from .limits import ProtocolLimits
 from .receive_buffer import LineStatus, ReceiveBuffer
 from .replies import Reply
+from .screening import ACCEPT, ASK, Screen, Verdict
 from .states import OutOfSequence, State, after_reset, next_state
 
 
@@ -84,15 +85,19 @@ class ServerConnection:
         tls_available: bool = False,
         tls: TlsInfo | None = None,
         require_tls: bool = False,
+        screen: Screen | None = None,
     ) -> None:
         """``tls_available``: the shell can run a handshake, so STARTTLS is offered.
         ``tls``: the connection is already encrypted (implicit TLS, RFC 8314).
-        ``require_tls``: MAIL is refused (530 5.7.0) until the connection is encrypted."""
+        ``require_tls``: MAIL is refused (530 5.7.0) until the connection is encrypted.
+        ``screen``: decides MAIL and RCPT on the spot where it can (see ``screening``);
+        without one, each becomes a decision event."""
         self.hostname = hostname
         self.limits = limits or _DEFAULT_LIMITS
         self.tls_available = tls_available
         self.tls = tls
         self.require_tls = require_tls
+        self._screen = screen
         self.state = State.CONNECTED
         self.client_name: str | None = None
         self.extended = False
@@ -194,14 +199,9 @@ class ServerConnection:
             raise LocalProtocolError("use accept_message(queue_id) for a message")
         match self._take_pending():
             case MailFromRequest(sender=sender, params=params):
-                self._transaction = _Transaction(sender, params)
-                self.state = State.MAIL
-                self._queue(replies.SENDER_OK)
+                self._accept_mail(sender, params)
             case RcptToRequest(recipient=recipient):
-                assert self._transaction is not None
-                self._transaction.recipients.append(recipient)
-                self.state = State.RCPT
-                self._queue(replies.RECIPIENT_OK)
+                self._accept_rcpt(recipient)
 
     def accept_message(self, queue_id: str) -> None:
         """The message is stored durably: answer 250 with its queue id."""
@@ -302,7 +302,14 @@ class ServerConnection:
                 if params.size is not None and params.size > self.limits.max_message_size:
                     self._error(replies.MESSAGE_TOO_BIG)
                     return
-                self._events.append(MailFromRequest(sender, params))
+                screen = self._screen
+                verdict = ASK if screen is None else screen.screen_sender(sender, params)
+                if verdict is ACCEPT:
+                    self._accept_mail(sender, params)
+                elif verdict is ASK:
+                    self._events.append(MailFromRequest(sender, params))
+                else:
+                    self._screened_out(verdict)
             case Rcpt(recipient=recipient):
                 if not self._sequenced(command):
                     return
@@ -310,7 +317,14 @@ class ServerConnection:
                 if len(self._transaction.recipients) >= self.limits.max_recipients:
                     self._error(replies.TOO_MANY_RECIPIENTS)
                     return
-                self._events.append(RcptToRequest(recipient))
+                screen = self._screen
+                verdict = ASK if screen is None else screen.screen_recipient(recipient)
+                if verdict is ACCEPT:
+                    self._accept_rcpt(recipient)
+                elif verdict is ASK:
+                    self._events.append(RcptToRequest(recipient))
+                else:
+                    self._screened_out(verdict)
             case Data():
                 if self._sequenced(command):
                     self._start_data()
@@ -331,6 +345,23 @@ class ServerConnection:
             case Quit():
                 self._queue(replies.BYE)
                 self._end(EndReason.QUIT)
+
+    def _accept_mail(self, sender: Mailbox | None, params: MailParams) -> None:
+        self._transaction = _Transaction(sender, params)
+        self.state = State.MAIL
+        self._queue(replies.SENDER_OK)
+
+    def _accept_rcpt(self, recipient: Mailbox) -> None:
+        assert self._transaction is not None
+        self._transaction.recipients.append(recipient)
+        self.state = State.RCPT
+        self._queue(replies.RECIPIENT_OK)
+
+    def _screened_out(self, verdict: Verdict) -> None:
+        """A screen's refusal, counted like one given with ``refuse()``."""
+        if not isinstance(verdict, Reply) or not verdict.is_error:
+            raise LocalProtocolError(f"a screen answered {verdict!r}, not ACCEPT, ASK or an error")
+        self._error(verdict)
 
     def _start_tls(self, command: StartTls) -> None:
         if self.tls is not None:

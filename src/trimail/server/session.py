@@ -28,6 +28,7 @@ from ..protocol import replies
 from ..protocol.addresses import Mailbox
 from ..protocol.connection import ServerConnection
 from ..protocol.envelope import Envelope, TlsInfo
+from ..protocol.esmtp_params import MailParams
 from ..protocol.events import (
     EndReason,
     Event,
@@ -44,6 +45,7 @@ from ..protocol.events import (
 from ..protocol.limits import ProtocolLimits
 from ..protocol.proxy_header import ProxyHeader, ProxyHeaderError, parse_proxy_header
 from ..protocol.replies import Reply
+from ..protocol.screening import ACCEPT, ASK, Verdict
 from .admission import Ticket
 from .policy import RecipientDomains
 from .queue_id import new_queue_id
@@ -153,6 +155,7 @@ class Session:
             tls_available=context.certificates is not None,
             tls=tls,
             require_tls=context.require_tls,
+            screen=self,
         )
 
     @property
@@ -253,9 +256,9 @@ class Session:
                         continue
                     conn.receive_data(data)
                 case MailFromRequest(sender=sender):
-                    await self._decide_mail(sender)
+                    await self._ask_on_mail(sender)
                 case RcptToRequest(recipient=recipient):
-                    await self._decide_rcpt(recipient)
+                    await self._ask_on_rcpt(recipient)
                 case TlsUpgradeRequested(discarded=discarded):
                     await self._flush()
                     if discarded:
@@ -292,38 +295,43 @@ class Session:
             peer=self._peer, client_name=conn.client_name or "", tls=conn.tls, sender=sender
         )
 
-    async def _decide_mail(self, sender: Mailbox | None) -> None:
-        conn = self._conn
+    # The core's screen (protocol.screening): what is decided without awaiting is decided as
+    # the command is parsed, with no event; only a handler hook makes the core ask (ASK), and
+    # the session then awaits it in _ask_on_mail / _ask_on_rcpt.
+
+    def screen_sender(self, sender: Mailbox | None, params: MailParams) -> Verdict:
         if self._ticket is not None and not self._ticket.allow_message(trio.current_time()):
-            conn.refuse(replies.MESSAGE_RATE_EXCEEDED)
-            return
-        refusal = None
+            return replies.MESSAGE_RATE_EXCEEDED
         if self._context.asks_on_mail:
-            handler, info = self._context.handler, self._session_info()
-            refusal = await self._consult(
-                "on_mail", lambda: handler.on_mail(info, sender), replies.LOCAL_ERROR
-            )
+            return ASK
+        self._sender = sender
+        return ACCEPT
+
+    def screen_recipient(self, recipient: Mailbox) -> Verdict:
+        if not self._context.recipients.accepts(recipient):
+            return replies.RELAY_DENIED
+        return ASK if self._context.asks_on_rcpt else ACCEPT
+
+    async def _ask_on_mail(self, sender: Mailbox | None) -> None:
+        handler, info = self._context.handler, self._session_info()
+        refusal = await self._consult(
+            "on_mail", lambda: handler.on_mail(info, sender), replies.LOCAL_ERROR
+        )
         if refusal is not None:
-            conn.refuse(refusal)
+            self._conn.refuse(refusal)
             return
         self._sender = sender
-        conn.accept()
+        self._conn.accept()
 
-    async def _decide_rcpt(self, recipient: Mailbox) -> None:
-        conn = self._conn
-        if not self._context.recipients.accepts(recipient):
-            conn.refuse(replies.RELAY_DENIED)
-            return
-        refusal = None
-        if self._context.asks_on_rcpt:
-            handler, info = self._context.handler, self._session_info(self._sender)
-            refusal = await self._consult(
-                "on_rcpt", lambda: handler.on_rcpt(info, recipient), replies.LOCAL_ERROR
-            )
+    async def _ask_on_rcpt(self, recipient: Mailbox) -> None:
+        handler, info = self._context.handler, self._session_info(self._sender)
+        refusal = await self._consult(
+            "on_rcpt", lambda: handler.on_rcpt(info, recipient), replies.LOCAL_ERROR
+        )
         if refusal is not None:
-            conn.refuse(refusal)
+            self._conn.refuse(refusal)
         else:
-            conn.accept()
+            self._conn.accept()
 
     async def _consult(
         self, hook: str, call: Callable[[], Awaitable[Reply | None]], failure: Reply
@@ -466,16 +474,12 @@ class Session:
     def _may_checkpoint(self, event: Event) -> bool:
         """Whether handling ``event`` in ``_converse`` can reach a checkpoint, where a deadline
         left in place would cancel it. Only the events below provably cannot, and so keep the
-        deadline (two moves per message fewer): MAIL and RCPT without the handler's hook (the
-        decision is synchronous), the start of a message, and content that stays in memory.
-        Anything else may run past any deadline (a delivery or a hook that overruns its own
-        limit, a slow disk), so the deadline is lifted first. Keep this in step with
-        ``_decide_mail``, ``_decide_rcpt``, ``_start_message`` and ``_write``."""
+        deadline (two moves per message fewer): the start of a message, and content that stays
+        in memory. Anything else may run past any deadline (a delivery or a hook that overruns
+        its own limit, a slow disk), so the deadline is lifted first; MAIL and RCPT only become
+        events when a hook must be asked (see ``screen_sender``). Keep this in step with
+        ``_start_message`` and ``_write``."""
         match event:
-            case MailFromRequest():
-                return self._context.asks_on_mail
-            case RcptToRequest():
-                return self._context.asks_on_rcpt
             case MessageStarted():
                 return False
             case MessageData(data=data):
