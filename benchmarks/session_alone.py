@@ -9,17 +9,26 @@ Trio's scheduling for four checkpoints: the part of a server's CPU per message t
 than a load test does, so it can tell apart changes of a few microseconds (run it a few times,
 interleaved, and compare the minimums).
 
-Run: ``python benchmarks/session_alone.py [--messages N] [--size BYTES] [--no-log]``. Log
-lines go to stderr as ``trimail serve`` writes them; send stderr to ``/dev/null`` or a file.
+``--server floor`` and ``--server floor-validating`` run ``floor.py``'s session (plain, or with
+trimail's parser and decoder) over the same scripted stream: the same four checkpoints per
+message with nothing of trimail's machinery, the budget a trimail session is read against.
+
+Run: ``python benchmarks/session_alone.py [--messages N] [--size BYTES] [--no-log]
+[--server trimail|floor|floor-validating]``. Log lines go to stderr as ``trimail serve``
+writes them; send stderr to ``/dev/null`` or a file. ``instructions.py`` runs this under
+valgrind to count instructions per message, which do not move with the machine's speed.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
 
 import trio
 
@@ -69,6 +78,31 @@ class ScriptedStream(trio.abc.Stream):
         await trio.lowlevel.checkpoint()
 
 
+def _floor_module() -> ModuleType:
+    path = Path(__file__).resolve().parent / "floor.py"
+    spec = importlib.util.spec_from_file_location("trimail_bench_floor", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def measure_floor(messages: int, size: int, *, validate: bool) -> float:
+    """CPU seconds per message of ``floor.py``'s session over the same scripted stream."""
+    floor = _floor_module()
+    stream = ScriptedStream(messages, body(size))
+    session = floor.FloorSession(validate=validate)
+    started = time.process_time()
+    await stream.send_all(floor.GREETING)
+    while not session.closed and (data := await stream.receive_some(floor.RECEIVE_SIZE)):
+        if replies := session.feed(data):
+            await stream.send_all(replies)
+    elapsed = time.process_time() - started
+    if session.messages != messages:
+        raise SystemExit(f"only {session.messages} of {messages} messages accepted")
+    return float(elapsed / messages)
+
+
 async def measure(messages: int, size: int) -> float:
     """CPU seconds per message of one session delivering ``messages`` to the discard handler."""
     context = SessionContext(
@@ -93,6 +127,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--no-log", action="store_true", help="log at WARNING (no line per message)"
     )
+    parser.add_argument(
+        "--server", choices=("trimail", "floor", "floor-validating"), default="trimail"
+    )
     args = parser.parse_args(argv)
     # As trimail serve configures logging (trimail.cli): one cheap line per message.
     logging._srcfile = None
@@ -100,7 +137,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(CachedTimeFormatter("%(asctime)s trimail: %(message)s"))
     logging.basicConfig(level=logging.WARNING if args.no_log else logging.INFO, handlers=[handler])
-    per_message = trio.run(measure, args.messages, args.size)
+    if args.server == "trimail":
+        per_message = trio.run(measure, args.messages, args.size)
+    else:
+        validate = args.server == "floor-validating"
+        per_message = trio.run(lambda: measure_floor(args.messages, args.size, validate=validate))
     print(f"{per_message * 1e6:.1f} µs of CPU per message ({args.messages} x {args.size} B)")
 
 

@@ -20,3 +20,10 @@ def test_the_body_has_the_asked_size_and_one_terminator() -> None:
     body = session_alone.body(102_400)
     assert abs(len(body) - 102_400) < len(session_alone.LINE) + 3
     assert body.endswith(b"\r\n.\r\n") and body.count(b"\r\n.\r\n") == 1
+
+
+@pytest.mark.parametrize("validate", [False, True])
+@pytest.mark.parametrize("size", [1024, 102_400])
+async def test_the_floors_accept_every_scripted_message_too(validate: bool, size: int) -> None:
+    per_message = await session_alone.measure_floor(7, size, validate=validate)
+    assert per_message > 0
