@@ -14,6 +14,7 @@ from trimail.config.model import Timeouts
 from trimail.handler import Handler
 from trimail.peer import Peer
 from trimail.protocol.limits import ProtocolLimits
+from trimail.server.deadlines import DeadlineWatch
 from trimail.server.session import Session, SessionContext
 from trimail.server.tls import Certificates
 
@@ -80,6 +81,12 @@ async def start_transaction(client: WireClient) -> None:
     assert (await client.command("DATA")).code == 354
 
 
+#: How contexts made by ``make_context`` keep deadlines: "watch", a DeadlineWatch task as a
+#: server runs one, or "scope", each session's own Trio deadline. Set by the
+#: ``deadline_mechanism`` fixture (tests/server/conftest.py).
+deadline_mode = "scope"
+
+
 def make_context(
     handler: Handler,
     *,
@@ -93,7 +100,16 @@ def make_context(
         timeouts=timeouts or Timeouts(),
         handler=handler,
         certificates=certificates,
+        deadlines=_running_watch() if deadline_mode == "watch" else None,
     )
+
+
+def _running_watch() -> DeadlineWatch:
+    """A watch running for the rest of the test's Trio run (a system task, cancelled when
+    the run ends), so a test needs no nursery of its own for it."""
+    watch = DeadlineWatch()
+    trio.lowlevel.spawn_system_task(watch.run)
+    return watch
 
 
 def session_over_memory(

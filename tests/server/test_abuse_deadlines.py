@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
 
@@ -10,6 +11,9 @@ from trimail.config.model import Timeouts
 from trimail.delivery.memory import MemoryHandler
 from trimail.peer import Peer
 from trimail.protocol.limits import ProtocolLimits
+
+# Every test here runs under both deadline mechanisms (tests/server/conftest.py).
+pytestmark = pytest.mark.usefixtures("deadline_mechanism")
 
 
 async def test_error_replies_past_the_soft_limit_are_delayed(

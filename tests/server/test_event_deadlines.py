@@ -24,6 +24,9 @@ from trimail.protocol.addresses import Mailbox
 from trimail.protocol.envelope import Envelope
 from trimail.protocol.replies import Reply
 
+# Every test here runs under both deadline mechanisms (tests/server/conftest.py).
+pytestmark = pytest.mark.usefixtures("deadline_mechanism")
+
 LINE = b"x" * 998 + b"\r\n"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
 
@@ -11,6 +12,9 @@ from trimail.delivery.memory import MemoryHandler
 from trimail.peer import Peer
 from trimail.protocol.limits import ProtocolLimits
 from trimail.server.session import Session
+
+# Every test here runs under both deadline mechanisms (tests/server/conftest.py).
+pytestmark = pytest.mark.usefixtures("deadline_mechanism")
 
 MESSAGE = b"Subject: hi\r\n\r\nHello.\r\n"
 

@@ -15,6 +15,9 @@ from trimail.delivery.memory import MemoryHandler
 from trimail.server.session import Session
 from trimail.server.tls import Certificates
 
+# Every test here runs under both deadline mechanisms (tests/server/conftest.py).
+pytestmark = pytest.mark.usefixtures("deadline_mechanism")
+
 
 @pytest.fixture
 def certs(tmp_path: Path) -> CertFiles:

@@ -23,6 +23,7 @@ from ..config.model import ListenAddress, ServerConfig
 from ..handler import Handler
 from ..peer import Peer
 from .admission import Admission, Ticket, address_in
+from .deadlines import DeadlineWatch
 from .listeners import bound_address, open_listeners
 from .policy import RecipientDomains
 from .session import Session, SessionContext
@@ -67,6 +68,7 @@ class Server:
         tls = config.tls
         self.certificates = Certificates(tls.cert, tls.key) if tls.cert is not None else None
         spool_directory = handler.spool_directory if isinstance(handler, _SpoolsNearby) else None
+        self._deadlines = DeadlineWatch()
         self._context = SessionContext(
             hostname=self._hostname or "localhost",
             limits=config.limits,
@@ -76,6 +78,7 @@ class Server:
             certificates=self.certificates,
             require_tls=tls.require,
             recipients=RecipientDomains(config.accept_domains),
+            deadlines=self._deadlines,
         )
         self.admission = Admission(config.admission)
         self._refusals = _RefusalLog()
@@ -119,27 +122,41 @@ class Server:
                 log.info("listening on %s", address)
             for address in self.tls_addresses:
                 log.info("listening on %s (implicit TLS)", address)
-            async with trio.open_nursery() as sessions:
-                async with trio.open_nursery() as acceptors:
-                    for listener in plain:
-                        acceptors.start_soon(self._accept_loop, listener, sessions, False)
-                    for listener in implicit:
-                        acceptors.start_soon(self._accept_loop, listener, sessions, True)
-                    task_status.started(self.addresses + self.tls_addresses)
-                    await self._stop_requested.wait()
-                    acceptors.cancel_scope.cancel()
-                for listener in listeners:
-                    await listener.aclose()
-                grace = self.config.timeouts.shutdown_grace
-                log.info("shutting down: %d open sessions, grace %.0fs", len(self._sessions), grace)
-                for session in list(self._sessions):
-                    session.request_stop()
-                sessions.cancel_scope.deadline = trio.current_time() + grace
+            # The deadline watch outlives every session (it ends their reads and writes), and
+            # is cancelled once they are all done.
+            async with trio.open_nursery() as watching:
+                watching.start_soon(self._deadlines.run)
+                await self._serve_sessions(plain, implicit, listeners, task_status)
+                watching.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
                 for listener in listeners:
                     await listener.aclose()
         log.info("stopped")
+
+    async def _serve_sessions(
+        self,
+        plain: list[trio.SocketListener],
+        implicit: list[trio.SocketListener],
+        listeners: list[trio.SocketListener],
+        task_status: trio.TaskStatus[list[ListenAddress]],
+    ) -> None:
+        async with trio.open_nursery() as sessions:
+            async with trio.open_nursery() as acceptors:
+                for listener in plain:
+                    acceptors.start_soon(self._accept_loop, listener, sessions, False)
+                for listener in implicit:
+                    acceptors.start_soon(self._accept_loop, listener, sessions, True)
+                task_status.started(self.addresses + self.tls_addresses)
+                await self._stop_requested.wait()
+                acceptors.cancel_scope.cancel()
+            for listener in listeners:
+                await listener.aclose()
+            grace = self.config.timeouts.shutdown_grace
+            log.info("shutting down: %d open sessions, grace %.0fs", len(self._sessions), grace)
+            for session in list(self._sessions):
+                session.request_stop()
+            sessions.cancel_scope.deadline = trio.current_time() + grace
 
     async def _accept_loop(
         self, listener: trio.SocketListener, sessions: trio.Nursery, implicit_tls: bool

@@ -31,7 +31,6 @@ from ..protocol.envelope import Envelope, TlsInfo
 from ..protocol.esmtp_params import MailParams
 from ..protocol.events import (
     EndReason,
-    Event,
     MailFromRequest,
     MessageComplete,
     MessageData,
@@ -47,6 +46,7 @@ from ..protocol.proxy_header import ProxyHeader, ProxyHeaderError, parse_proxy_h
 from ..protocol.replies import Reply
 from ..protocol.screening import ACCEPT, ASK, Verdict
 from .admission import Ticket
+from .deadlines import Deadline, DeadlineWatch, ScopeDeadline
 from .policy import RecipientDomains
 from .queue_id import new_queue_id
 from .streams import PrependedStream
@@ -57,9 +57,6 @@ log = logging.getLogger("trimail")
 
 #: Bytes asked of the kernel per read; the DATA decoder works on whole chunks of this size.
 READ_SIZE = 64 * 1024
-#: A reply sent within this many seconds leaves the next command's deadline as it was set
-#: for the send, instead of moving it again by the send's duration.
-SEND_SLACK = 0.001
 #: How long a last word (421, or the 250 after a commit during shutdown) may take to send.
 FAREWELL_TIMEOUT = 5.0
 
@@ -80,6 +77,9 @@ class SessionContext:
     require_tls: bool = False
     #: ``accept_domains``: RCPT to other domains gets 550 5.7.1.
     recipients: RecipientDomains = attrs.Factory(lambda: RecipientDomains(()))
+    #: The server's watch over read and write deadlines (run by the server); None: each
+    #: session uses its scope's own Trio deadline (exact, but slower to move).
+    deadlines: DeadlineWatch | None = None
     #: Which policy hooks the handler really implements; BaseHandler's defaults are skipped.
     asks_on_connect: bool = attrs.field(
         default=attrs.Factory(lambda self: overrides(self.handler, "on_connect"), takes_self=True)
@@ -130,10 +130,14 @@ class Session:
         self._sender: Mailbox | None = None
         self._stopping = False
         self._idle_scope: trio.CancelScope | None = None
-        #: The deadline of every read and write on the hot path: one scope for the whole
-        #: conversation whose deadline is moved per operation (cheaper than a scope each), and
-        #: which a graceful stop cancels while the client is between commands.
+        #: The scope of the whole conversation: its deadline (``_deadline``) is armed exactly
+        #: while the session awaits the client, and a graceful stop cancels it while the client
+        #: is between commands.
         self._io = trio.CancelScope()
+        watch = context.deadlines
+        self._deadline: Deadline | ScopeDeadline = (
+            ScopeDeadline(self._io) if watch is None else watch.watch(self._io)
+        )
         self._awaiting_command = False
         self.messages_accepted = 0
         self.end_reason = "unknown"
@@ -196,6 +200,7 @@ class Session:
                 await self._farewell(replies.INTERNAL_ERROR, "internal error")
             raise
         finally:
+            self._deadline.close()  # however the session ends, the watch forgets it
             # Shielded (and each step bounded) so a forced shutdown still cleans up and logs.
             with trio.CancelScope(shield=True):
                 await self._discard_message()
@@ -229,17 +234,6 @@ class Session:
             conn.greet()
         while True:
             event = conn.next_event()
-            if (
-                event is not NeedData.NEED_DATA
-                and event is not NeedData.NEED_SEND
-                and self._may_checkpoint(event)
-            ):
-                # Reads and replies leave their deadline on the I/O scope (moving it costs more
-                # than a read's own Python); here, in one place, it is lifted before whatever
-                # the event awaits (hooks, spool writes, delivery), which has its own limit and
-                # must not be cut short by the client's. (A STARTTLS handshake follows its own
-                # 220, so _upgrade lifts it once more.)
-                self._disarm()
             match event:
                 case NeedData.NEED_SEND:
                     await self._flush()  # a client pipelining faster than it reads waits here
@@ -412,7 +406,6 @@ class Session:
         """Run the handshake on the current stream and describe the session it negotiated."""
         certificates = self._context.certificates
         assert certificates is not None  # the core offers STARTTLS only with certificates
-        self._disarm()  # the 220 before it left the next command's deadline; this has its own
         self._handshaking = True
         # The context is read now, so a certificate reloaded on SIGHUP is used from here on.
         encrypted = await handshake(
@@ -442,54 +435,27 @@ class Session:
 
         Raises TooSlowError when the phase's deadline passes; ``run`` turns that into 421 4.4.2.
         """
-        # The session's one I/O scope carries the deadline (moved, not re-created, per read)
-        # and, between commands, a graceful stop: this is the hot path. The deadline stays in
-        # place after the read; ``_converse`` lifts it before anything else awaits.
-        clock, io = self._data_clock, self._io
+        # The session's one I/O scope carries the deadline and, between commands, a graceful
+        # stop: this is the hot path. The deadline is armed for the read only and lifted after,
+        # so nothing the session awaits next (hooks, spool writes, a delivery, a handshake,
+        # each with a limit of its own) can be cut short by the client's.
+        clock, deadline = self._data_clock, self._deadline
         if clock is not None:
-            deadline = clock.deadline(trio.current_time(), self._context.timeouts)
-            # One set moments ago (for the 354's send, or by the previous read) stands: it is
-            # earlier by at most SEND_SLACK, so it never gives the client more time.
-            if not deadline - SEND_SLACK <= io.deadline <= deadline:
-                io.deadline = deadline
+            deadline.arm(clock.deadline(trio.current_time(), self._context.timeouts))
             data = await self._receive_some()
+            deadline.lift()
             clock.received += len(data)
             return data
         if self._stopping:
             return None
-        if io.deadline != self._command_deadline:  # usually set already by the last reply
-            io.deadline = self._command_deadline
+        deadline.arm(self._command_deadline)
         self._awaiting_command = True
         try:
-            return await self._receive_some()
+            data = await self._receive_some()
         finally:
             self._awaiting_command = False
-
-    def _disarm(self) -> None:
-        """Lift the last read's or write's deadline before an await that is neither and has a
-        limit of its own (a tarpit delay, a TLS handshake)."""
-        if self._io.deadline != math.inf:
-            self._io.deadline = math.inf
-
-    def _may_checkpoint(self, event: Event) -> bool:
-        """Whether handling ``event`` in ``_converse`` can reach a checkpoint, where a deadline
-        left in place would cancel it. Only the events below provably cannot, and so keep the
-        deadline (two moves per message fewer): the start of a message, and content that stays
-        in memory. Anything else may run past any deadline (a delivery or a hook that overruns
-        its own limit, a slow disk), so the deadline is lifted first; MAIL and RCPT only become
-        events when a hook must be asked (see ``screen_sender``). Keep this in step with
-        ``_start_message`` and ``_write``."""
-        match event:
-            case MessageStarted():
-                return False
-            case MessageData(data=data):
-                message = self._message
-                return (
-                    message is not None
-                    and not self._spool_failed
-                    and message.write_reaches_disk(len(data))
-                )
-        return True
+        deadline.lift()
+        return data
 
     @contextlib.contextmanager
     def _interruptible(self) -> Iterator[None]:
@@ -512,25 +478,21 @@ class Session:
 
     async def _flush(self, timeout: float | None = None) -> None:
         if self._conn.errors != self._errors_answered:  # the common case skips the call
-            self._disarm()
             await self._tarpit()
         data = self._conn.data_to_send()
         if not data:
             return
         timeouts = self._context.timeouts
         if timeout is None:  # in the conversation: the shared scope carries the deadline
-            # RFC 5321 §4.5.3.2.7: the time for the next command counts from this reply; after
-            # a 354 the next read is content, so the send gets the DATA phase's deadline. A
-            # reply that goes out at once leaves the deadline set for it (off by the send's
-            # microseconds), so the next read needs no deadline move of its own.
-            sent_at = trio.current_time()
-            deadline = self._io.deadline = self._next_read_deadline(sent_at)
+            # The reply's send gets the deadline of the read that follows it (after a 354 the
+            # DATA phase's), and RFC 5321 §4.5.3.2.7's time for the next command counts from
+            # the moment the reply is out.
+            deadline = self._deadline
+            deadline.arm(self._next_read_deadline(trio.current_time()))
             await self._stream.send_all(data)
-            now = trio.current_time()
-            if now - sent_at >= SEND_SLACK:
-                deadline = self._io.deadline = self._next_read_deadline(now)
+            deadline.lift()
             if self._data_clock is None:
-                self._command_deadline = deadline
+                self._command_deadline = trio.current_time() + timeouts.command
             return
         # A last word, after the conversation.
         with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
