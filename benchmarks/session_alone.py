@@ -34,7 +34,7 @@ import trio
 
 from trimail.config.model import Timeouts
 from trimail.delivery.null import DiscardHandler
-from trimail.log_format import CachedTimeFormatter
+from trimail.log_format import configure_server_logging
 from trimail.peer import Peer
 from trimail.protocol.limits import ProtocolLimits
 from trimail.server.deadlines import DeadlineWatch
@@ -137,12 +137,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--server", choices=("trimail", "floor", "floor-validating"), default="trimail"
     )
     args = parser.parse_args(argv)
-    # As trimail serve configures logging (trimail.cli): one cheap line per message.
-    logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(CachedTimeFormatter("%(asctime)s trimail: %(message)s"))
-    logging.basicConfig(level=logging.WARNING if args.no_log else logging.INFO, handlers=[handler])
+    configure_server_logging(sys.stderr)  # as trimail serve does: one cheap line per message
+    if args.no_log:
+        logging.getLogger().setLevel(logging.WARNING)
     if args.server == "trimail":
         per_message = trio.run(measure, args.messages, args.size)
     else:

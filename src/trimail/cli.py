@@ -22,7 +22,7 @@ from .config.model import DeliveryKind, LineEndings, ListenAddress, ServerConfig
 from .delivery.maildir import MaildirHandler
 from .delivery.null import DiscardHandler
 from .handler import Handler
-from .log_format import CachedTimeFormatter
+from .log_format import configure_server_logging
 from .server.serve import Server
 from .server.tls import Certificates, TlsSetupError
 from .server.workers import FORWARDED, Supervisor
@@ -408,16 +408,7 @@ def run_worker(config: ServerConfig, index: int, ready: EventType) -> None:
 
 
 def _configure_logging(name: str = "trimail") -> None:
-    """One line per message and per session on stderr, made cheap: the log records carry no
-    caller, thread or process lookups (the logging docs' own optimisation), since at thousands
-    of messages a second those cost more than the line itself."""
-    logging._srcfile = None  # no stack walk per record to find the calling line
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(CachedTimeFormatter(f"%(asctime)s {name}: %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    configure_server_logging(sys.stderr, name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
