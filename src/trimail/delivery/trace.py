@@ -7,7 +7,7 @@ import functools
 import ipaddress
 import re
 
-from ..protocol.envelope import Envelope
+from ..protocol.envelope import Envelope, TlsInfo
 
 #: Characters that would unbalance the Received comment or its clauses are replaced.
 _UNSAFE_IN_NAME = re.compile(r'[()<>;"\\\s]')
@@ -49,19 +49,30 @@ def trace_headers(
     client_ip: str,
     timestamp: float,
 ) -> bytes:
-    client_name = _UNSAFE_IN_NAME.sub("_", envelope.client_name)
-    clauses = [f"from {client_name} ({_address_literal(client_ip)})"]
-    if envelope.tls is not None:
+    received = _received_up_to_id(
+        envelope.client_name, client_ip, envelope.tls, server_hostname, protocol_name(envelope)
+    )
+    if len(envelope.recipients) == 1:
+        # Naming the recipient only when there is one avoids disclosing Bcc recipients.
+        received += f"{queue_id}\r\n\tfor <{envelope.recipients[0]}>"
+    else:
+        received += queue_id
+    date = _date(int(timestamp))
+    text = f"Return-Path: {envelope.reverse_path}\r\nReceived: {received}; {date}\r\n"
+    return text.encode("utf-8")
+
+
+@functools.lru_cache(maxsize=256)
+def _received_up_to_id(
+    client_name: str, client_ip: str, tls: TlsInfo | None, server_hostname: str, protocol: str
+) -> str:
+    """The Received header's text up to the queue id: the same for every message of a session
+    (and of a busy client), so it is built once per client rather than per message."""
+    clauses = [f"from {_UNSAFE_IN_NAME.sub('_', client_name)} ({_address_literal(client_ip)})"]
+    if tls is not None:
         # Postfix's wording, which log and header parsers already understand.
-        tls = envelope.tls
         clauses.append(
             f"(using {tls.version} with cipher {tls.cipher} ({tls.bits}/{tls.bits} bits))"
         )
-    clauses.append(f"by {server_hostname} (trimail) with {protocol_name(envelope)} id {queue_id}")
-    if len(envelope.recipients) == 1:
-        # Naming the recipient only when there is one avoids disclosing Bcc recipients.
-        clauses.append(f"for <{envelope.recipients[0]}>")
-    date = _date(int(timestamp))
-    received = "\r\n\t".join(clauses) + f"; {date}"
-    text = f"Return-Path: {envelope.reverse_path}\r\nReceived: {received}\r\n"
-    return text.encode("utf-8")
+    clauses.append(f"by {server_hostname} (trimail) with {protocol} id ")
+    return "\r\n\t".join(clauses)
