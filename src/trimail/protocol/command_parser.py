@@ -160,17 +160,17 @@ def parse_command(line: bytes, *, smtputf8: bool) -> Command:
         # str.upper() folds some non-ASCII letters onto ASCII (dotless i -> I, long s -> S); a
         # verb that is not ASCII stays as it is and so matches nothing.
         verb = verb.upper()
-    match verb:
-        case "EHLO":
-            return Ehlo(_helo_name(argument, verb))
-        case "HELO":
-            return Helo(_helo_name(argument, verb))
+    match verb:  # a transaction's verbs first: the cases are compared in order
         case "MAIL":
             return _parse_plain_mail(argument) or _parse_mail(argument)
         case "RCPT":
             return _parse_plain_rcpt(argument) or _parse_rcpt(argument, smtputf8)
         case "DATA":
             return _no_argument(argument, _DATA, "DATA")
+        case "EHLO":
+            return Ehlo(_helo_name(argument, verb))
+        case "HELO":
+            return Helo(_helo_name(argument, verb))
         case "STARTTLS":
             return _no_argument(argument, _STARTTLS, "STARTTLS")
         case "RSET":

@@ -262,14 +262,7 @@ class ServerConnection:
         line = self._buffer.next_line()
         if line is None:
             return False
-        match line.status:
-            case LineStatus.TOO_LONG if line.length > self.limits.absurd_line:
-                self._queue(replies.LINE_ABSURDLY_LONG)
-                self._end(EndReason.LINE_TOO_LONG)
-            case LineStatus.TOO_LONG:
-                self._error(replies.LINE_TOO_LONG)
-            case LineStatus.BARE_LF:
-                self._error(replies.BARE_NEWLINE_IN_COMMAND)
+        match line.status:  # the common case first: each case is a comparison
             case LineStatus.OK:
                 smtputf8 = self._transaction is not None and self._transaction.params.smtputf8
                 try:
@@ -278,21 +271,17 @@ class ServerConnection:
                     self._error(exc.reply)
                 else:
                     self._dispatch(command)
+            case LineStatus.TOO_LONG if line.length > self.limits.absurd_line:
+                self._queue(replies.LINE_ABSURDLY_LONG)
+                self._end(EndReason.LINE_TOO_LONG)
+            case LineStatus.TOO_LONG:
+                self._error(replies.LINE_TOO_LONG)
+            case LineStatus.BARE_LF:
+                self._error(replies.BARE_NEWLINE_IN_COMMAND)
         return True
 
     def _dispatch(self, command: Command) -> None:
-        match command:
-            case Helo(client_name=name) | Ehlo(client_name=name):
-                if self._sequenced(command):
-                    self._transaction = None
-                    self.client_name = name
-                    self.extended = isinstance(command, Ehlo)
-                    self.state = State.READY
-                    self._queue(
-                        replies.ehlo_ok(self.hostname, name, self.extensions)
-                        if self.extended
-                        else replies.helo_ok(self.hostname, name)
-                    )
+        match command:  # a transaction's commands first: each case is an isinstance check
             case Mail(sender=sender, params=params):
                 if not self._sequenced(command):
                     return
@@ -328,6 +317,17 @@ class ServerConnection:
             case Data():
                 if self._sequenced(command):
                     self._start_data()
+            case Helo(client_name=name) | Ehlo(client_name=name):
+                if self._sequenced(command):
+                    self._transaction = None
+                    self.client_name = name
+                    self.extended = isinstance(command, Ehlo)
+                    self.state = State.READY
+                    self._queue(
+                        replies.ehlo_ok(self.hostname, name, self.extensions)
+                        if self.extended
+                        else replies.helo_ok(self.hostname, name)
+                    )
             case StartTls():
                 self._start_tls(command)
             case Rset():
@@ -414,7 +414,8 @@ class ServerConnection:
         data = self._body_input[0] if len(self._body_input) == 1 else b"".join(self._body_input)
         self._body_input.clear()
         progress = decoder.feed(data)
-        self._events.extend(MessageData(chunk) for chunk in progress.chunks)
+        for chunk in progress.chunks:
+            self._events.append(MessageData(chunk))
         if not progress.complete:
             return True
         self._decoder = None

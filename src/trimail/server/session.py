@@ -234,9 +234,7 @@ class Session:
             conn.greet()
         while True:
             event = conn.next_event()
-            match event:
-                case NeedData.NEED_SEND:
-                    await self._flush()  # a client pipelining faster than it reads waits here
+            match event:  # the cases of every message first: each is an isinstance check
                 case NeedData.NEED_DATA:
                     await self._flush()
                     if self._stopping and conn.awaiting_command:
@@ -249,6 +247,19 @@ class Session:
                         self.end_reason = "shutdown"
                         continue
                     conn.receive_data(data)
+                case MessageStarted(envelope=envelope):
+                    self._start_message(envelope)
+                case MessageData(data=data):
+                    await self._write(data)
+                case MessageComplete(envelope=envelope):
+                    await self._deliver(envelope)
+                case MessageRejected(reply=reply):
+                    self._data_clock = None
+                    queue_id = self._queue_id
+                    await self._discard_message()
+                    log.info("message %s from %s rejected: %s", queue_id, self._peer, reply.text)
+                case NeedData.NEED_SEND:
+                    await self._flush()  # a client pipelining faster than it reads waits here
                 case MailFromRequest(sender=sender):
                     await self._ask_on_mail(sender)
                 case RcptToRequest(recipient=recipient):
@@ -264,17 +275,6 @@ class Session:
                     conn.tls_started(await self._upgrade())
                     # The handshake is not the client's next command: its time starts now.
                     self._command_deadline = trio.current_time() + self._context.timeouts.command
-                case MessageStarted(envelope=envelope):
-                    self._start_message(envelope)
-                case MessageData(data=data):
-                    await self._write(data)
-                case MessageComplete(envelope=envelope):
-                    await self._deliver(envelope)
-                case MessageRejected(reply=reply):
-                    self._data_clock = None
-                    queue_id = self._queue_id
-                    await self._discard_message()
-                    log.info("message %s from %s rejected: %s", queue_id, self._peer, reply.text)
                 case SessionEnded(reason=reason):
                     await self._flush()
                     if reason is not EndReason.ENDED_BY_SERVER or self.end_reason == "unknown":
