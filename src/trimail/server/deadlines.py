@@ -10,9 +10,13 @@ left. A deadline moved later needs no word to the watch (at worst it wakes, find
 and sleeps on); one moved earlier than the watch's next wake-up wakes it sooner, which under
 load is rare (the watch already sleeps until the nearest deadline of all sessions).
 
-The watch cancels only at a checkpoint of the session's task, as a Trio deadline would: a
-session sets its deadline before it awaits the client and lifts it after, so the watch can
-never cut short anything but the client's I/O.
+A session arms its deadline before it awaits the client and lifts it after, so the watch
+never cuts short anything else. One race remains, and the session must settle it: the watch
+may run after the session's read (or send) completed but before the session itself did, and
+a cancel cannot be undone by lifting the deadline. So after lifting, a session whose scope is
+already cancelled lets the cancel strike at once (``Session._lift``), before it acts on what
+it read: the expiry wins, as it would have under a Trio deadline, rather than striking later,
+after a message was stored.
 """
 
 from __future__ import annotations
@@ -25,22 +29,27 @@ import trio
 class Deadline:
     """One cancel scope's deadline, kept by a ``DeadlineWatch``."""
 
-    __slots__ = ("_scope", "_watch", "at")
+    __slots__ = ("_scope", "_watch", "at", "expired")
 
     def __init__(self, watch: DeadlineWatch, scope: trio.CancelScope) -> None:
         self._watch = watch
         self._scope = scope
         #: When the scope is cancelled (``trio.current_time()`` clock); ``inf``: never.
         self.at = math.inf
+        #: The watch cancelled the scope since the deadline was last armed.
+        self.expired = False
 
     def arm(self, at: float) -> None:
         """Cancel the scope at ``at`` unless armed again or lifted before."""
         self.at = at
+        self.expired = False
         if at < self._watch.next_wake:
             self._watch.wake_by(at)
 
-    def lift(self) -> None:
+    def lift(self) -> bool:
+        """No deadline until armed again; True if this one expired (the scope is cancelled)."""
         self.at = math.inf
+        return self.expired
 
     def close(self) -> None:
         """The scope is done with: the watch forgets it."""
@@ -49,6 +58,7 @@ class Deadline:
 
     def expire(self) -> None:
         self.at = math.inf
+        self.expired = True
         self._scope.cancel()
 
 
@@ -110,9 +120,11 @@ class ScopeDeadline:
     def arm(self, at: float) -> None:
         self._scope.deadline = at
 
-    def lift(self) -> None:
+    def lift(self) -> bool:
+        expired = self._scope.cancel_called
         if self._scope.deadline != math.inf:
             self._scope.deadline = math.inf
+        return expired
 
     def close(self) -> None:
         self.lift()
