@@ -14,7 +14,10 @@ import trio.testing
 
 import trimail.delivery.message as message_module
 from trimail.delivery.message import Message
+from trimail.delivery.null import DiscardHandler
 from trimail.protocol.body import BodyDecoder
+from trimail.protocol.envelope import Envelope
+from trimail.protocol.esmtp_params import MailParams
 
 from .messages import PEER, QUEUE_ID, SPILL_THRESHOLD, TRACE, MessageFactory, large_chunks
 
@@ -312,3 +315,30 @@ async def test_missing_spool_directory_fails_the_write(tmp_path: Path) -> None:
     assert message.spooled_file is None
     await message.discard()  # nothing to remove, and no error
     assert not (tmp_path / "gone").exists()
+
+
+def test_trace_headers_given_as_a_function_are_rendered_once_on_first_use() -> None:
+    renders: list[int] = []
+
+    def render() -> bytes:
+        renders.append(1)
+        return TRACE
+
+    message = Message(queue_id=QUEUE_ID, peer=PEER, trace_headers=render)
+    assert renders == []  # a handler that never asks (discard) never pays for them
+    assert message.trace_headers == TRACE
+    assert message.trace_headers == TRACE
+    assert renders == [1]
+
+
+async def test_the_discard_handler_never_renders_trace_headers() -> None:
+    def render() -> bytes:
+        raise AssertionError("rendered")
+
+    message = Message(queue_id=QUEUE_ID, peer=PEER, trace_headers=render)
+    await message.write(b"body\r\n")
+    await message.seal()
+    envelope = Envelope(
+        client_name="c.test", extended=True, sender=None, recipients=(), params=MailParams()
+    )
+    assert await DiscardHandler().deliver(envelope, message) == QUEUE_ID

@@ -45,17 +45,20 @@ async def test_accept_loop_backs_off_on_emfile_and_keeps_serving(
     await listener.aclose()
 
 
-def _exploding_trace_headers(*, envelope: Envelope, **kwargs: str | float) -> bytes:
+_start_message = session_module.Session._start_message
+
+
+def _exploding_start_message(session: session_module.Session, envelope: Envelope) -> None:
     """Stands in for a bug inside the session: raises for one sender, works for others."""
     if envelope.sender is not None and envelope.sender.local_part == "boom":
         raise RuntimeError("a bug in the session")
-    return b"Received: test\r\n"
+    _start_message(session, envelope)
 
 
 async def test_a_session_that_raises_does_not_stop_the_server(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(session_module, "trace_headers", _exploding_trace_headers)
+    monkeypatch.setattr(session_module.Session, "_start_message", _exploding_start_message)
     backend = MemoryHandler()
     with trio.fail_after(BOUND):
         async with running_server(backend) as (_, address):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import trio
@@ -40,15 +40,14 @@ class Message:
         *,
         queue_id: str,
         peer: Peer,
-        trace_headers: bytes,
+        trace_headers: bytes | Callable[[], bytes],
         spool_directory: Path | None = None,
         spill_threshold: int = DEFAULT_SPILL_THRESHOLD,
     ) -> None:
         #: The id in the 250 reply, the Received header and the log.
         self.queue_id = queue_id
         self.peer = peer
-        #: The Return-Path and Received lines trimail adds in front when storing the message.
-        self.trace_headers = trace_headers
+        self._trace_headers = trace_headers
         #: Octets of content so far (the whole message once ``deliver`` is called).
         self.size = 0
         self._buffer = bytearray()
@@ -58,6 +57,17 @@ class Message:
         self._fd: int | None = None
 
     # -- for handlers -------------------------------------------------------------------------
+
+    @property
+    def trace_headers(self) -> bytes:
+        """The Return-Path and Received lines trimail adds in front when storing the message.
+
+        Given as a function, they are rendered on first use, once: a handler that stores
+        nothing (discard) never pays for them."""
+        headers = self._trace_headers
+        if not isinstance(headers, bytes):
+            headers = self._trace_headers = headers()
+        return headers
 
     @property
     def spooled_file(self) -> Path | None:

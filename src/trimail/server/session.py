@@ -10,6 +10,7 @@ spool and closes the stream.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -557,12 +558,13 @@ class Session:
         self._message = Message(
             queue_id=queue_id,
             peer=self._peer,
-            trace_headers=trace_headers(
+            trace_headers=functools.partial(
+                trace_headers,
                 envelope=envelope,
                 queue_id=queue_id,
                 server_hostname=context.hostname,
                 client_ip=self._peer.host,
-                timestamp=time.time(),
+                timestamp=time.time(),  # the time the message started, whenever rendered
             ),
             spool_directory=context.spool_directory,
         )
