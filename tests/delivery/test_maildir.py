@@ -651,3 +651,20 @@ async def test_unix_newlines_empty_content(tmp_path: Path, spool: MessageFactory
     handler = await prepared(tmp_path, unix_newlines=True)
     name = await deliver(handler, await spool.build())
     assert stored(handler, name) == TRACE.replace(b"\r\n", b"\n")
+
+
+def test_a_forked_child_names_its_files_with_its_own_pid(tmp_path: Path) -> None:
+    # --workers starts fresh interpreters, but an embedding application may fork: the cached
+    # pid must follow, or two processes could pick the same name.
+    handler = MaildirHandler(tmp_path)
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover  (the child reports through the pipe)
+        os.write(writer, handler.unique_name(QUEUE_ID).encode())
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        name = pipe.read().decode()
+    os.waitpid(child, 0)
+    assert f"P{child}Q" in name
+    assert f"P{os.getpid()}Q" in handler.unique_name(QUEUE_ID)

@@ -36,6 +36,17 @@ COPY_CHUNK = 1024 * 1024
 #: of copies does not take long.
 LARGE_BATCH_SIZE = 4
 _sequence = itertools.count()
+#: This process's id for file names: getpid is a system call, so it is read once per process
+#: (and again in a forked child, which is another process).
+_pid = os.getpid()
+
+
+def _after_fork() -> None:
+    global _pid  # noqa: PLW0603  (a per-process constant, refreshed only by a fork)
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 log = logging.getLogger("trimail")
 
 
@@ -137,15 +148,16 @@ class MaildirHandler(BaseHandler):
         now = time.time()
         seconds = int(now)
         micros = int((now - seconds) * 1_000_000)
-        return f"{seconds}.M{micros}P{os.getpid()}Q{next(_sequence)}_{queue_id}.{self._hostname}"
+        return f"{seconds}.M{micros}P{_pid}Q{next(_sequence)}_{queue_id}.{self._hostname}"
 
     async def deliver(self, envelope: Envelope, message: Message) -> Receipt | Reply:
         convert = UnixNewlines() if self.unix_newlines else _identity
-        head = [convert(message.trace_headers)]
         source = message.spooled_file
-        if source is None:
-            head += [convert(chunk) async for chunk in message.chunks()]
-        job = _StoreJob(self.unique_name(message.queue_id), b"".join(head), source, convert)
+        if source is None:  # small: all in memory, read in one piece
+            head = convert(message.trace_headers) + convert(await message.read())
+        else:
+            head = convert(message.trace_headers)
+        job = _StoreJob(self.unique_name(message.queue_id), head, source, convert)
         lane = self._small if source is None else self._large
         try:
             return await lane.submit(job)
