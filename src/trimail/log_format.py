@@ -49,8 +49,13 @@ class LineHandler(logging.StreamHandler[TextIO]):
         self.setFormatter(self._time)
 
     def handle(self, record: logging.LogRecord) -> bool:
-        if self.filters and not self.filter(record):
-            return False
+        if self.filters:
+            # From Python 3.12 a filter may answer a record to log instead of this one.
+            passed: object = self.filter(record)
+            if not passed:
+                return False
+            if isinstance(passed, logging.LogRecord):
+                record = passed
         self.emit(record)
         return True
 

@@ -342,3 +342,9 @@ async def test_the_discard_handler_never_renders_trace_headers() -> None:
         client_name="c.test", extended=True, sender=None, recipients=(), params=MailParams()
     )
     assert await DiscardHandler().deliver(envelope, message) == QUEUE_ID
+
+
+def test_a_handler_may_put_its_own_lines_in_front_of_the_trace_headers() -> None:
+    message = Message(queue_id=QUEUE_ID, peer=PEER, trace_headers=lambda: TRACE)
+    message.trace_headers = b"X-Scanned: yes\r\n" + message.trace_headers
+    assert message.trace_headers == b"X-Scanned: yes\r\n" + TRACE

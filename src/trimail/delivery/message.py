@@ -65,9 +65,14 @@ class Message:
         Given as a function, they are rendered on first use, once: a handler that stores
         nothing (discard) never pays for them."""
         headers = self._trace_headers
-        if not isinstance(headers, bytes):
+        if callable(headers):
             headers = self._trace_headers = headers()
         return headers
+
+    @trace_headers.setter
+    def trace_headers(self, headers: bytes) -> None:
+        """A handler may add its own lines in front before passing the message on."""
+        self._trace_headers = headers
 
     @property
     def spooled_file(self) -> Path | None:
