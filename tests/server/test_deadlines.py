@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import AsyncIterator
 
 import attrs
 import pytest
@@ -17,6 +19,18 @@ from trimail.server.deadlines import Deadline, DeadlineWatch, ScopeDeadline
 NEVER = 10_000.0
 
 
+@contextlib.asynccontextmanager
+async def watching(
+    watch: DeadlineWatch | None = None,
+) -> AsyncIterator[tuple[DeadlineWatch, trio.Nursery]]:
+    """A watch running in a nursery for the block, cancelled with whatever else runs there."""
+    watch = watch or DeadlineWatch()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch.run)
+        yield watch, nursery
+        nursery.cancel_scope.cancel()
+
+
 async def cancelled_at(deadline: Deadline | ScopeDeadline, scope: trio.CancelScope) -> float:
     """Wait inside ``scope``; when it was cancelled (``NEVER`` if it was not)."""
     with scope:
@@ -27,23 +41,18 @@ async def cancelled_at(deadline: Deadline | ScopeDeadline, scope: trio.CancelSco
 async def test_a_scope_is_cancelled_when_its_deadline_passes(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    watch = DeadlineWatch()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(watch.run)
+    async with watching() as (watch, _):
         scope = trio.CancelScope()
         deadline = watch.watch(scope)
         start = trio.current_time()
         deadline.arm(start + 30)
         assert await cancelled_at(deadline, scope) == start + 30
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_deadline_moved_later_postpones_the_cancel_without_a_word_to_the_watch(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    watch = DeadlineWatch()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(watch.run)
+    async with watching() as (watch, nursery):
         scope = trio.CancelScope()
         deadline = watch.watch(scope)
         start = trio.current_time()
@@ -55,15 +64,12 @@ async def test_a_deadline_moved_later_postpones_the_cancel_without_a_word_to_the
 
         nursery.start_soon(postpone)
         assert await cancelled_at(deadline, scope) == start + 50
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_deadline_earlier_than_the_next_wake_up_wakes_the_watch_sooner(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    watch = DeadlineWatch()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(watch.run)
+    async with watching() as (watch, _):
         late_scope, soon_scope = trio.CancelScope(), trio.CancelScope()
         late, soon = watch.watch(late_scope), watch.watch(soon_scope)
         start = trio.current_time()
@@ -74,15 +80,12 @@ async def test_a_deadline_earlier_than_the_next_wake_up_wakes_the_watch_sooner(
         assert await cancelled_at(soon, soon_scope) == start + 20
         assert not late_scope.cancel_called
         assert await cancelled_at(late, late_scope) == start + 300
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_lifted_or_closed_deadline_never_cancels(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    watch = DeadlineWatch()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(watch.run)
+    async with watching() as (watch, _):
         lifted_scope, closed_scope = trio.CancelScope(), trio.CancelScope()
         lifted, closed = watch.watch(lifted_scope), watch.watch(closed_scope)
         start = trio.current_time()
@@ -94,7 +97,6 @@ async def test_a_lifted_or_closed_deadline_never_cancels(
             await trio.sleep_forever()
         assert not lifted_scope.cancel_called and not closed_scope.cancel_called
         assert watch.next_wake == math.inf  # nothing armed: the watch sleeps without a deadline
-        nursery.cancel_scope.cancel()
 
 
 async def test_many_deadlines_each_fire_at_their_own_time(
@@ -111,13 +113,11 @@ async def test_many_deadlines_each_fire_at_their_own_time(
         fired[index] = await cancelled_at(deadline, scope)
         deadline.close()
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(watch.run)
+    async with watching(watch):
         start = trio.current_time()
         async with trio.open_nursery() as waiters:
             for index, offset in enumerate(offsets):
                 waiters.start_soon(wait, index, start + offset)
-        nursery.cancel_scope.cancel()
     assert fired == {index: start + offset for index, offset in enumerate(offsets)}
 
 
@@ -129,10 +129,8 @@ async def test_a_deadline_armed_before_the_watch_runs_is_kept(
     deadline = watch.watch(scope)
     start = trio.current_time()
     deadline.arm(start + 7)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(watch.run)
+    async with watching(watch):
         assert await cancelled_at(deadline, scope) == start + 7
-        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize("lift", [False, True])
@@ -167,8 +165,7 @@ async def test_the_watch_forgets_a_session_however_it_ends(
     proxied = client_says.startswith(b"PROXY")
     session, client = session_over_memory(context, proxied=proxied)
     assert watch.watched == 1
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(watch.run)
+    async with watching(watch) as (_, nursery):
         nursery.start_soon(session.run)
         stream = client.stream
         assert isinstance(stream, trio.abc.HalfCloseableStream)
@@ -178,5 +175,4 @@ async def test_the_watch_forgets_a_session_however_it_ends(
         with trio.fail_after(60):
             while await stream.receive_some(65536):
                 pass
-        nursery.cancel_scope.cancel()
     assert watch.watched == 0
