@@ -150,9 +150,9 @@ async def test_a_slow_spool_write_does_not_count_against_the_client(
 
     async def slow_first_spill(self: Message) -> None:
         nonlocal spills
-        if not self._buffer:
+        data = self._take_from_memory()
+        if not data:
             return
-        data, self._buffer = self._buffer, bytearray()
         spills += 1
         if spills == 1:
             with trio.CancelScope(shield=True):
@@ -160,7 +160,7 @@ async def test_a_slow_spool_write_does_not_count_against_the_client(
         self._append(data)
 
     async def inline_discard(self: Message) -> None:
-        self._buffer = bytearray()
+        self._pieces, self._in_memory = [], 0
         self._remove()
 
     monkeypatch.setattr(Message, "_flush", slow_first_spill)
