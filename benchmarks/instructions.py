@@ -10,7 +10,8 @@ instructions only (no system calls, no cache misses), so it ranks Python-level w
 Each server's count is the difference between two runs of ``session_alone.py`` (``--base``
 messages, and ``--base`` plus ``--messages``), so interpreter start-up and imports cancel out.
 
-Run: ``python benchmarks/instructions.py [--messages N] [--size BYTES] [--servers a,b]``
+Run: ``python benchmarks/instructions.py [--messages N] [--size BYTES] [--servers a,b]
+[--read-size BYTES]``
 (needs ``valgrind``: ``apt-get install valgrind``; about 30 s per server).
 """
 
@@ -29,7 +30,7 @@ SERVERS = ("trimail", "floor-validating", "floor")
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
-def count_instructions(server: str, messages: int, size: int) -> int:
+def count_instructions(server: str, messages: int, size: int, read_size: int | None) -> int:
     """User-space instructions of one ``session_alone.py`` run, as valgrind counts them."""
     command = [
         "valgrind",
@@ -45,6 +46,8 @@ def count_instructions(server: str, messages: int, size: int) -> int:
         "--server",
         server,
     ]
+    if read_size is not None:
+        command += ["--read-size", str(read_size)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     found = _REFS.search(done.stderr)
     if done.returncode != 0 or found is None:
@@ -53,9 +56,11 @@ def count_instructions(server: str, messages: int, size: int) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def per_message(server: str, base: int, messages: int, size: int) -> float:
-    first = count_instructions(server, base, size)
-    second = count_instructions(server, base + messages, size)
+def per_message(
+    server: str, base: int, messages: int, size: int, read_size: int | None = None
+) -> float:
+    first = count_instructions(server, base, size, read_size)
+    second = count_instructions(server, base + messages, size, read_size)
     return (second - first) / messages
 
 
@@ -65,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base", type=int, default=200, help="messages of the baseline run")
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--read-size", type=int, default=None, help="octets per message read")
     args = parser.parse_args(argv)
     servers = [name for name in args.servers.split(",") if name]
     unknown = sorted(set(servers) - set(SERVERS))
@@ -73,7 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shutil.which("valgrind") is None:
         print("instructions.py: valgrind not found; install it: apt-get install valgrind")
         return 2
-    counts = {name: per_message(name, args.base, args.messages, args.size) for name in servers}
+    counts = {
+        name: per_message(name, args.base, args.messages, args.size, args.read_size)
+        for name in servers
+    }
     print(f"instructions per message ({args.messages} x {args.size} B, session_alone.py)")
     reference = counts.get("floor")
     for name, count in counts.items():

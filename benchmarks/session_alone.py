@@ -14,9 +14,11 @@ trimail's parser and decoder) over the same scripted stream: the same four check
 message with nothing of trimail's machinery, the budget a trimail session is read against.
 
 Run: ``python benchmarks/session_alone.py [--messages N] [--size BYTES] [--no-log]
-[--server trimail|floor|floor-validating]``. Log lines go to stderr as ``trimail serve``
-writes them; send stderr to ``/dev/null`` or a file. ``instructions.py`` runs this under
-valgrind to count instructions per message, which do not move with the machine's speed.
+[--server trimail|floor|floor-validating] [--read-size BYTES]`` (``--read-size 65536``: a
+large message arrives in socket-sized reads, each with its own per-read work). Log lines go
+to stderr as ``trimail serve`` writes them; send stderr to ``/dev/null`` or a file.
+``instructions.py`` runs this under valgrind to count instructions per message, which do not
+move with the machine's speed.
 """
 
 from __future__ import annotations
@@ -52,21 +54,28 @@ def body(size: int) -> bytes:
 class ScriptedStream(trio.abc.Stream):
     """The client side of a whole session, as reads the session receives."""
 
-    def __init__(self, messages: int, message: bytes) -> None:
-        self._reads = 0
-        self._messages = messages
-        self._message = message
+    def __init__(self, messages: int, message: bytes, read_size: int | None = None) -> None:
+        """``read_size``: hand the message out in reads of at most this many octets, as a
+        socket would (None: the whole message in one read)."""
+        size = read_size or len(message)
+        self._pieces = [message[start : start + size] for start in range(0, len(message), size)]
+        self._pending = [b"EHLO bench.test\r\n"]
+        self._messages_left = messages
+        self._quit_sent = False
         self.sends = 0
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         await trio.lowlevel.checkpoint()
-        index, self._reads = self._reads, self._reads + 1
-        if index == 0:
-            return b"EHLO bench.test\r\n"
-        transaction = index - 1
-        if transaction < 2 * self._messages:
-            return COMMANDS if transaction % 2 == 0 else self._message
-        return b"QUIT\r\n" if transaction == 2 * self._messages else b""
+        if not self._pending:
+            if self._messages_left:
+                self._messages_left -= 1
+                self._pending = [COMMANDS, *self._pieces]
+            elif not self._quit_sent:
+                self._quit_sent = True
+                self._pending = [b"QUIT\r\n"]
+            else:
+                return b""
+        return self._pending.pop(0)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await trio.lowlevel.checkpoint()
@@ -88,10 +97,12 @@ def _floor_module() -> ModuleType:
     return module
 
 
-async def measure_floor(messages: int, size: int, *, validate: bool) -> float:
+async def measure_floor(
+    messages: int, size: int, *, validate: bool, read_size: int | None = None
+) -> float:
     """CPU seconds per message of ``floor.py``'s session over the same scripted stream."""
     floor = _floor_module()
-    stream = ScriptedStream(messages, body(size))
+    stream = ScriptedStream(messages, body(size), read_size)
     session = floor.FloorSession(validate=validate)
     started = time.process_time()
     await stream.send_all(floor.GREETING)
@@ -104,7 +115,7 @@ async def measure_floor(messages: int, size: int, *, validate: bool) -> float:
     return float(elapsed / messages)
 
 
-async def measure(messages: int, size: int) -> float:
+async def measure(messages: int, size: int, read_size: int | None = None) -> float:
     """CPU seconds per message of one session delivering ``messages`` to the discard handler."""
     watch = DeadlineWatch()  # as a server runs it: one watch task over every session
     context = SessionContext(
@@ -114,7 +125,8 @@ async def measure(messages: int, size: int) -> float:
         handler=DiscardHandler(),
         deadlines=watch,
     )
-    session = Session(ScriptedStream(messages, body(size)), Peer("192.0.2.1", 25), context)
+    stream = ScriptedStream(messages, body(size), read_size)
+    session = Session(stream, Peer("192.0.2.1", 25), context)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch.run)
         started = time.process_time()
@@ -136,15 +148,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--server", choices=("trimail", "floor", "floor-validating"), default="trimail"
     )
+    parser.add_argument(
+        "--read-size", type=int, default=None, help="octets per read of a message (a socket's)"
+    )
     args = parser.parse_args(argv)
     configure_server_logging(sys.stderr)  # as trimail serve does: one cheap line per message
     if args.no_log:
         logging.getLogger().setLevel(logging.WARNING)
     if args.server == "trimail":
-        per_message = trio.run(measure, args.messages, args.size)
+        per_message = trio.run(measure, args.messages, args.size, args.read_size)
     else:
         validate = args.server == "floor-validating"
-        per_message = trio.run(lambda: measure_floor(args.messages, args.size, validate=validate))
+        per_message = trio.run(
+            lambda: measure_floor(
+                args.messages, args.size, validate=validate, read_size=args.read_size
+            )
+        )
     print(f"{per_message * 1e6:.1f} µs of CPU per message ({args.messages} x {args.size} B)")
 
 

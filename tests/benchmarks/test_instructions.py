@@ -41,4 +41,4 @@ def test_a_failed_valgrind_run_says_which_server(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(instructions.subprocess, "run", failing)
     with pytest.raises(SystemExit, match="valgrind run of trimail failed: valgrind: bad option"):
-        instructions.count_instructions("trimail", 10, 1024)
+        instructions.count_instructions("trimail", 10, 1024, None)

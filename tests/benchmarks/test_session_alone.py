@@ -27,3 +27,22 @@ def test_the_body_has_the_asked_size_and_one_terminator() -> None:
 async def test_the_floors_accept_every_scripted_message_too(validate: bool, size: int) -> None:
     per_message = await session_alone.measure_floor(7, size, validate=validate)
     assert per_message > 0
+
+
+@pytest.mark.parametrize("read_size", [1, 1000, 65_536])
+async def test_a_message_cut_into_reads_is_accepted_whole(read_size: int) -> None:
+    per_message = await session_alone.measure(5, 102_400, read_size)
+    assert per_message > 0
+    per_message = await session_alone.measure_floor(5, 102_400, validate=True, read_size=read_size)
+    assert per_message > 0
+
+
+async def test_the_scripted_stream_cuts_the_message_as_asked() -> None:
+    stream = session_alone.ScriptedStream(1, b"x" * 10 + b"\r\n.\r\n", read_size=4)
+    got = []
+    while data := await stream.receive_some():
+        got.append(data)
+    assert got[0] == b"EHLO bench.test\r\n"
+    assert got[1] == session_alone.COMMANDS
+    assert got[2:-1] == [b"xxxx", b"xxxx", b"xx\r\n", b".\r\n"]
+    assert got[-1] == b"QUIT\r\n"
