@@ -24,14 +24,12 @@ move with the machine's speed.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
-from types import ModuleType
 
+import floor  # a sibling script, as run.py imports its own
 import trio
 
 from trimail.config.model import Timeouts
@@ -88,20 +86,10 @@ class ScriptedStream(trio.abc.Stream):
         await trio.lowlevel.checkpoint()
 
 
-def _floor_module() -> ModuleType:
-    path = Path(__file__).resolve().parent / "floor.py"
-    spec = importlib.util.spec_from_file_location("trimail_bench_floor", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 async def measure_floor(
     messages: int, size: int, *, validate: bool, read_size: int | None = None
 ) -> float:
     """CPU seconds per message of ``floor.py``'s session over the same scripted stream."""
-    floor = _floor_module()
     stream = ScriptedStream(messages, body(size), read_size)
     session = floor.FloorSession(validate=validate)
     started = time.process_time()

@@ -115,7 +115,18 @@ def _running_watch() -> DeadlineWatch:
 def session_over_memory(
     context: SessionContext, *, implicit_tls: bool = False, proxied: bool = False
 ) -> tuple[Session, WireClient]:
+    session, client, _ = session_with_incoming(context, implicit_tls=implicit_tls, proxied=proxied)
+    return session, client
+
+
+def session_with_incoming(
+    context: SessionContext, *, implicit_tls: bool = False, proxied: bool = False
+) -> tuple[Session, WireClient, trio.testing.MemoryReceiveStream]:
+    """Also the session's side of the client's bytes: ``put_data`` on it hands bytes over as
+    a socket's readiness does (the session wakes with them, no other checkpoint first)."""
     client_stream, server_stream = trio.testing.memory_stream_pair()
+    incoming = server_stream.receive_stream
+    assert isinstance(incoming, trio.testing.MemoryReceiveStream)
     session = Session(
         server_stream,
         Peer("192.0.2.7", 40000),
@@ -123,7 +134,7 @@ def session_over_memory(
         implicit_tls=implicit_tls,
         proxied=proxied,
     )
-    return session, WireClient(client_stream)
+    return session, WireClient(client_stream), incoming
 
 
 @contextlib.asynccontextmanager

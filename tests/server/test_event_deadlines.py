@@ -15,16 +15,19 @@ import pytest
 import trio
 import trio.testing
 
-from tests.smtp_wire import WireClient, make_context, session_over_memory, start_transaction
+from tests.smtp_wire import (
+    make_context,
+    session_over_memory,
+    session_with_incoming,
+    start_transaction,
+)
 from trimail.config.model import Timeouts
 from trimail.delivery.memory import MemoryHandler
 from trimail.delivery.message import Message
 from trimail.handler import Receipt, SessionInfo
-from trimail.peer import Peer
 from trimail.protocol.addresses import Mailbox
 from trimail.protocol.envelope import Envelope
 from trimail.protocol.replies import Reply
-from trimail.server.session import Session
 
 # Every test here runs under both deadline mechanisms (tests/server/conftest.py).
 pytestmark = pytest.mark.usefixtures("deadline_mechanism")
@@ -234,19 +237,13 @@ async def _last_bytes_at_the_deadline() -> tuple[int, int]:
     (0: closed without one) and how many messages were stored."""
     handler = MemoryHandler()
     context = make_context(handler, timeouts=Timeouts(data=5, data_min_rate=0))
-    client_stream, server_stream = trio.testing.memory_stream_pair()
-    incoming = server_stream.receive_stream
-    assert isinstance(incoming, trio.testing.MemoryReceiveStream)
-    session = Session(server_stream, Peer("192.0.2.7", 40000), context)
-    client = WireClient(client_stream)
+    session, client, incoming = session_with_incoming(context)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
         await start_transaction(client)
         await client.send(b"Subject: hi\r\n\r\nbody\r\n")
         await trio.sleep(5)  # now the session's DATA read deadline
-        # Handed over as a socket's readiness is: the session wakes with its bytes, no other
-        # checkpoint first (a memory stream's send_all would checkpoint twice).
-        incoming.put_data(b".\r\n")
+        incoming.put_data(b".\r\n")  # not send_all, which checkpoints twice first
         try:
             code = (await client.reply()).code
         except EOFError:
@@ -272,11 +269,7 @@ async def test_a_stop_that_meets_a_whole_pipelined_transaction_stores_nothing(
     # The stop comes after the read returned the client's bytes but before the session ran:
     # it must win before the session acts on them, not strike after a stored message.
     handler = MemoryHandler()
-    client_stream, server_stream = trio.testing.memory_stream_pair()
-    incoming = server_stream.receive_stream
-    assert isinstance(incoming, trio.testing.MemoryReceiveStream)
-    session = Session(server_stream, Peer("192.0.2.7", 40000), make_context(handler))
-    client = WireClient(client_stream)
+    session, client, incoming = session_with_incoming(make_context(handler))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(session.run)
         assert (await client.reply()).code == 220

@@ -53,7 +53,7 @@ from .events import (
 from .limits import ProtocolLimits
 from .receive_buffer import LineStatus, ReceiveBuffer
 from .replies import Reply
-from .screening import ACCEPT, ASK, Screen, Verdict
+from .screening import ACCEPT, ASK, ASK_EVERYTHING, Screen, Verdict
 from .states import OutOfSequence, State, after_reset, next_state
 
 
@@ -97,7 +97,7 @@ class ServerConnection:
         self.tls_available = tls_available
         self.tls = tls
         self.require_tls = require_tls
-        self._screen = screen
+        self._screen = screen or ASK_EVERYTHING
         self.state = State.CONNECTED
         self.client_name: str | None = None
         self.extended = False
@@ -291,14 +291,11 @@ class ServerConnection:
                 if params.size is not None and params.size > self.limits.max_message_size:
                     self._error(replies.MESSAGE_TOO_BIG)
                     return
-                screen = self._screen
-                verdict = ASK if screen is None else screen.screen_sender(sender, params)
+                verdict = self._screen.screen_sender(sender, params)
                 if verdict is ACCEPT:
                     self._accept_mail(sender, params)
-                elif verdict is ASK:
+                elif self._asked(verdict):
                     self._events.append(MailFromRequest(sender, params))
-                else:
-                    self._screened_out(verdict)
             case Rcpt(recipient=recipient):
                 if not self._sequenced(command):
                     return
@@ -306,14 +303,11 @@ class ServerConnection:
                 if len(self._transaction.recipients) >= self.limits.max_recipients:
                     self._error(replies.TOO_MANY_RECIPIENTS)
                     return
-                screen = self._screen
-                verdict = ASK if screen is None else screen.screen_recipient(recipient)
+                verdict = self._screen.screen_recipient(recipient)
                 if verdict is ACCEPT:
                     self._accept_rcpt(recipient)
-                elif verdict is ASK:
+                elif self._asked(verdict):
                     self._events.append(RcptToRequest(recipient))
-                else:
-                    self._screened_out(verdict)
             case Data():
                 if self._sequenced(command):
                     self._start_data()
@@ -357,11 +351,15 @@ class ServerConnection:
         self.state = State.RCPT
         self._queue(replies.RECIPIENT_OK)
 
-    def _screened_out(self, verdict: Verdict) -> None:
-        """A screen's refusal, counted like one given with ``refuse()``."""
+    def _asked(self, verdict: Verdict) -> bool:
+        """True for ASK (the command becomes a decision event); a refusal is counted here, as
+        one given with ``refuse()`` is."""
+        if verdict is ASK:
+            return True
         if not isinstance(verdict, Reply) or not verdict.is_error:
             raise LocalProtocolError(f"a screen answered {verdict!r}, not ACCEPT, ASK or an error")
         self._error(verdict)
+        return False
 
     def _start_tls(self, command: StartTls) -> None:
         if self.tls is not None:

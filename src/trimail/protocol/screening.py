@@ -42,3 +42,16 @@ class Screen(Protocol):
     def screen_recipient(self, recipient: Mailbox) -> Verdict:
         """A RCPT that is valid, in sequence and within the recipient limit."""
         ...
+
+
+class _AskEverything:
+    """The screen of a shell that gave none: every MAIL and RCPT becomes a decision event."""
+
+    def screen_sender(self, sender: Mailbox | None, params: MailParams) -> Verdict:
+        return ASK
+
+    def screen_recipient(self, recipient: Mailbox) -> Verdict:
+        return ASK
+
+
+ASK_EVERYTHING: Screen = _AskEverything()

@@ -126,7 +126,7 @@ class Server:
             # is cancelled once they are all done.
             async with trio.open_nursery() as watching:
                 watching.start_soon(self._deadlines.run)
-                await self._serve_sessions(plain, implicit, listeners, task_status)
+                await self._serve_sessions(plain, implicit, task_status)
                 watching.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
@@ -138,7 +138,6 @@ class Server:
         self,
         plain: list[trio.SocketListener],
         implicit: list[trio.SocketListener],
-        listeners: list[trio.SocketListener],
         task_status: trio.TaskStatus[list[ListenAddress]],
     ) -> None:
         async with trio.open_nursery() as sessions:
@@ -150,7 +149,7 @@ class Server:
                 task_status.started(self.addresses + self.tls_addresses)
                 await self._stop_requested.wait()
                 acceptors.cancel_scope.cancel()
-            for listener in listeners:
+            for listener in plain + implicit:
                 await listener.aclose()
             grace = self.config.timeouts.shutdown_grace
             log.info("shutting down: %d open sessions, grace %.0fs", len(self._sessions), grace)

@@ -443,21 +443,19 @@ class Session:
         clock, deadline = self._data_clock, self._deadline
         if clock is not None:
             deadline.arm(clock.deadline(trio.current_time(), self._context.timeouts))
-            data = await self._receive_some()
-            if self._lift(deadline):
-                await trio.lowlevel.checkpoint()  # raises Cancelled: the deadline won
-            clock.received += len(data)
-            return data
-        if self._stopping:
+        elif self._stopping:
             return None
-        deadline.arm(self._command_deadline)
-        self._awaiting_command = True
+        else:
+            deadline.arm(self._command_deadline)
+            self._awaiting_command = True  # a graceful stop may end this wait
         try:
             data = await self._receive_some()
         finally:
             self._awaiting_command = False
         if self._lift(deadline):
             await trio.lowlevel.checkpoint()  # raises Cancelled: the deadline won
+        if clock is not None:
+            clock.received += len(data)
         return data
 
     def _lift(self, deadline: Deadline | ScopeDeadline) -> bool:
