@@ -16,6 +16,7 @@ import trio
 import trio.testing
 
 from tests.smtp_wire import (
+    WireClient,
     make_context,
     session_over_memory,
     session_with_incoming,
@@ -90,6 +91,95 @@ async def test_a_delivery_that_overruns_its_limit_is_still_answered_250(
         assert reply.code == 250
         assert (await client.command("QUIT")).code == 221
     assert len(handler.messages) == 1
+
+
+class SlowFirstDelivery(MemoryHandler):
+    """Takes ``seconds`` (interruptibly) to store the first message, no time for the others."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds, self.calls = seconds, 0
+
+    async def deliver(self, envelope: Envelope, message: Message) -> Receipt | Reply:
+        self.calls += 1
+        if self.calls == 1:
+            await trio.sleep(self.seconds)
+        return await super().deliver(envelope, message)
+
+
+async def _next_message_and_idle_timeout(client: WireClient) -> None:
+    """After a delivery overran its limit, the session goes on as before: the next message is
+    250, and its read deadlines still hold (an idle client is cut off after 300 s)."""
+    for line in ("MAIL FROM:<a@example.org>", "RCPT TO:<b@example.com>"):
+        assert (await client.command(line)).code == 250
+    assert (await client.command("DATA")).code == 354
+    assert (await client.command("Subject: again\r\n\r\nbody\r\n.")).code == 250
+    idle_since = trio.current_time()
+    reply = await client.reply()
+    assert (reply.code, reply.lines[0][:5]) == (421, "4.4.2")
+    assert trio.current_time() - idle_since == 300
+
+
+async def test_a_delivery_cut_off_by_its_limit_is_451_and_the_session_goes_on(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The limit cancels the session's own scope (no scope per message): the session must
+    # answer 451 and carry on in a fresh scope, deadlines and all.
+    handler = SlowFirstDelivery(120)
+    session, client = session_over_memory(make_context(handler, timeouts=Timeouts(handler=60)))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.run)
+        await start_transaction(client)
+        started = trio.current_time()
+        reply = await client.command("Subject: hi\r\n\r\nbody\r\n.")
+        assert (reply.code, reply.lines[0][:5]) == (451, "4.3.0")
+        assert trio.current_time() - started == 60
+        await _next_message_and_idle_timeout(client)
+    assert len(handler.messages) == 1
+    assert session.end_reason == "timeout"
+    assert "delivery took longer than 60s" in caplog.text
+
+
+async def test_a_session_goes_on_after_a_delivery_that_finished_past_its_limit(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    handler = SlowDelivery(62, uninterruptible=True)
+    session, client = session_over_memory(make_context(handler, timeouts=Timeouts(handler=60)))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.run)
+        await start_transaction(client)
+        assert (await client.command("Subject: hi\r\n\r\nbody\r\n.")).code == 250
+        handler.seconds = 0
+        await _next_message_and_idle_timeout(client)
+    assert len(handler.messages) == 2
+
+
+async def test_a_cancel_from_outside_during_a_delivery_still_sends_its_250_first(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A forced shutdown (the server cancels its sessions after the grace period) waits for a
+    delivery under way, and the stored message's 250 goes out ahead of the 421: found in
+    review, the send after the delivery raised the cancel with the 250 already taken from the
+    core, so the client saw only the 421 and would send the stored message again."""
+    handler = SlowDelivery(10)
+    session, client = session_over_memory(make_context(handler))
+    outside = trio.CancelScope()
+
+    async def run_session() -> None:
+        with outside:
+            await session.run()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_session)
+        await start_transaction(client)
+        await client.send(b"Subject: hi\r\n\r\nbody\r\n.\r\n")
+        await trio.sleep(5)  # the delivery is half done
+        outside.cancel()
+        assert (await client.reply()).code == 250
+        reply = await client.reply()
+        assert (reply.code, reply.lines[0][:5]) == (421, "4.3.2")
+    assert len(handler.messages) == 1
+    assert trio.current_time() >= 10
 
 
 async def test_a_slow_but_legal_client_gets_250_for_a_delivery_that_overruns(
