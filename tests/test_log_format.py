@@ -1,15 +1,16 @@
-"""CachedTimeFormatter writes exactly what logging's default formatter writes."""
+"""CachedTimeFormatter, LineHandler and InfoLines write exactly what logging's defaults write."""
 
 from __future__ import annotations
 
 import io
 import logging
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from trimail.log_format import CachedTimeFormatter, LineHandler
+from trimail.log_format import CachedTimeFormatter, InfoLines, LineHandler
 
 FORMAT = "%(asctime)s trimail: %(message)s"
 
@@ -122,3 +123,131 @@ def test_a_filter_that_answers_a_record_replaces_it_as_in_stream_handler() -> No
         handler.addFilter(redact)  # type: ignore[arg-type]  # 3.12+ filters may answer a record
     record = record_at(1.5, "message from %s")
     assert _written(lean, lean_out, record) == _written(plain, plain_out, record)
+
+
+@pytest.fixture
+def records_made(monkeypatch: pytest.MonkeyPatch) -> list[logging.LogRecord]:
+    """Every LogRecord made from now on; the clock stands still at a known time."""
+    made: list[logging.LogRecord] = []
+    factory = logging.getLogRecordFactory()
+
+    def counting(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        made.append(record)
+        return record
+
+    monkeypatch.setattr(logging, "_logRecordFactory", counting)
+    monkeypatch.setattr(time, "time", lambda: 1_780_000_000.25)
+    return made
+
+
+@pytest.fixture
+def logger() -> Iterator[logging.Logger]:
+    """A logger of its own under a parent of its own (a stand-in for the root logger)."""
+    parent = logging.Logger("stand-in-root")
+    child = logging.Logger("trimail-test")
+    child.parent = parent
+    parent.setLevel(logging.INFO)
+    yield child
+
+
+def _lines(logger: logging.Logger, *setup: Callable[[logging.Logger, io.StringIO], None]) -> str:
+    out = io.StringIO()
+    assert logger.parent is not None
+    logger.parent.addHandler(LineHandler(out, "trimail"))
+    for step in setup:
+        step(logger, out)
+    InfoLines(logger)("message %s from %s accepted: size=%d", "Q1", "192.0.2.7", 1024)
+    return out.getvalue()
+
+
+def _local(second: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+
+
+#: The line at the fixture's time (1_780_000_000.25), in the machine's local time.
+EXPECTED = f"{_local(1_780_000_000)},250 trimail: message Q1 from 192.0.2.7 accepted: size=1024\n"
+
+
+def test_info_lines_skip_the_record_and_write_the_same_line(
+    logger: logging.Logger, records_made: list[logging.LogRecord]
+) -> None:
+    written = _lines(logger)
+    assert written == EXPECTED
+    assert records_made == []
+    # The same line through logging, for comparison.
+    out = io.StringIO()
+    other = logging.Logger("through-logging")
+    other.addHandler(LineHandler(out, "trimail"))
+    other.info("message %s from %s accepted: size=%d", "Q1", "192.0.2.7", 1024)
+    assert out.getvalue() == written
+    assert len(records_made) == 1
+
+
+def _add_filter_to_logger(logger: logging.Logger, out: io.StringIO) -> None:
+    logger.addFilter(lambda record: True)
+
+
+def _add_filter_to_handler(logger: logging.Logger, out: io.StringIO) -> None:
+    assert logger.parent is not None
+    logger.parent.handlers[0].addFilter(lambda record: True)
+
+
+def _add_second_handler(logger: logging.Logger, out: io.StringIO) -> None:
+    logger.addHandler(logging.NullHandler())
+
+
+def _add_other_handler_type(logger: logging.Logger, out: io.StringIO) -> None:
+    assert logger.parent is not None
+    plain = logging.StreamHandler(out)
+    plain.setFormatter(CachedTimeFormatter(FORMAT))
+    logger.parent.handlers[:] = [plain]
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [_add_filter_to_logger, _add_filter_to_handler, _add_second_handler, _add_other_handler_type],
+)
+def test_info_lines_make_a_record_whenever_something_else_could_see_it(
+    logger: logging.Logger,
+    records_made: list[logging.LogRecord],
+    setup: Callable[[logging.Logger, io.StringIO], None],
+) -> None:
+    written = _lines(logger, setup)
+    assert len(records_made) == 1
+    assert written == EXPECTED
+
+
+def _quiet_logger(logger: logging.Logger, out: io.StringIO) -> None:
+    logger.setLevel(logging.WARNING)
+
+
+def _quiet_handler(logger: logging.Logger, out: io.StringIO) -> None:
+    assert logger.parent is not None
+    logger.parent.handlers[0].setLevel(logging.WARNING)
+
+
+def _not_propagating(logger: logging.Logger, out: io.StringIO) -> None:
+    logger.propagate = False
+
+
+@pytest.mark.parametrize("setup", [_quiet_logger, _quiet_handler, _not_propagating])
+def test_info_lines_write_nothing_where_logging_writes_nothing(
+    logger: logging.Logger,
+    records_made: list[logging.LogRecord],
+    setup: Callable[[logging.Logger, io.StringIO], None],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _lines(logger, setup) == ""
+    assert capsys.readouterr().err == ""  # not even logging's last-resort handler
+
+
+def test_info_lines_write_to_a_handler_of_the_logger_itself(
+    logger: logging.Logger, records_made: list[logging.LogRecord]
+) -> None:
+    out = io.StringIO()
+    logger.propagate = False
+    logger.addHandler(LineHandler(out, "trimail"))
+    InfoLines(logger)("message %s from %s accepted: size=%d", "Q1", "192.0.2.7", 1024)
+    assert out.getvalue() == EXPECTED
+    assert records_made == []

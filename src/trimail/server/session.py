@@ -24,6 +24,7 @@ from ..config.model import Timeouts
 from ..delivery.message import Message
 from ..delivery.trace import trace_headers
 from ..handler import DeliveryError, Handler, SessionInfo, overrides
+from ..log_format import InfoLines
 from ..peer import Peer
 from ..protocol import replies
 from ..protocol.addresses import Mailbox
@@ -55,6 +56,8 @@ from .timeouts import DataClock
 from .tls import Certificates, HandshakeFailed, describe, handshake
 
 log = logging.getLogger("trimail")
+#: ``log.info`` for the lines of every message and session (see ``InfoLines``).
+info_line = InfoLines(log)
 
 #: Bytes asked of the kernel per read; the DATA decoder works on whole chunks of this size.
 READ_SIZE = 64 * 1024
@@ -219,7 +222,7 @@ class Session:
             with trio.CancelScope(shield=True):
                 await self._discard_message()
                 await self._close()
-            log.info(
+            info_line(
                 "session %s helo=%s messages=%d ended: %s after %.1fs",
                 self._peer,
                 self._conn.client_name,
@@ -624,7 +627,7 @@ class Session:
         if isinstance(outcome, str):
             conn.accept_message(message.queue_id)
             self.messages_accepted += 1
-            log.info(
+            info_line(
                 "message %s from %s accepted: size=%d recipients=%d receipt=%s",
                 message.queue_id,
                 self._peer,
