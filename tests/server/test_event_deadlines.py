@@ -374,3 +374,31 @@ async def test_a_stop_that_meets_a_whole_pipelined_transaction_stores_nothing(
         assert (reply.code, reply.lines[0][:5]) == (421, "4.3.2")
     assert handler.messages == []
     assert session.end_reason == "shutdown"
+
+
+class SlowFirstDeliveryInANursery(SlowFirstDelivery):
+    """Does its slow first delivery in a nursery (posting to two backends at once, say), so a
+    cancel reaches the session as a group of Cancelled."""
+
+    async def deliver(self, envelope: Envelope, message: Message) -> Receipt | Reply:
+        self.calls += 1
+        if self.calls == 1:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.sleep, self.seconds)
+        return await MemoryHandler.deliver(self, envelope, message)
+
+
+async def test_a_delivery_in_a_nursery_cut_off_by_its_limit_is_451_and_the_session_goes_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Found in review: only a bare Cancelled was answered 451; the group a nursery raises left
+    # the message unanswered, and the next command crashed the session.
+    handler = SlowFirstDeliveryInANursery(120)
+    session, client = session_over_memory(make_context(handler, timeouts=Timeouts(handler=60)))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.run)
+        await start_transaction(client)
+        reply = await client.command("Subject: hi\r\n\r\nbody\r\n.")
+        assert (reply.code, reply.lines[0][:5]) == (451, "4.3.0")
+        await _next_message_and_idle_timeout(client)
+    assert len(handler.messages) == 1

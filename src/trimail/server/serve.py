@@ -122,17 +122,26 @@ class Server:
                 log.info("listening on %s", address)
             for address in self.tls_addresses:
                 log.info("listening on %s (implicit TLS)", address)
-            # The deadline watch outlives every session (it ends their reads and writes), and
-            # is cancelled once they are all done.
+            # The deadline watch outlives every session (it ends their reads and writes, and
+            # deliveries that overrun the handler's limit), and is cancelled once they are all
+            # done. Shielded: when serve itself is cancelled, the deliveries under way are
+            # shielded too, and the watch is what still bounds them.
+            watch = trio.CancelScope(shield=True)
             async with trio.open_nursery() as watching:
-                watching.start_soon(self._deadlines.run)
-                await self._serve_sessions(plain, implicit, task_status)
-                watching.cancel_scope.cancel()
+                watching.start_soon(self._watch_deadlines, watch)
+                try:
+                    await self._serve_sessions(plain, implicit, task_status)
+                finally:
+                    watch.cancel()
         finally:
             with trio.CancelScope(shield=True):
                 for listener in listeners:
                     await listener.aclose()
         log.info("stopped")
+
+    async def _watch_deadlines(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await self._deadlines.run()
 
     async def _serve_sessions(
         self,

@@ -607,7 +607,7 @@ class Session:
         try:
             if not self._spool_failed:
                 outcome = await self._run_handler(envelope, message)
-        except trio.Cancelled:
+        except BaseException:  # Cancelled, or a group of them from a handler's nursery
             if self._overran:  # the handler's limit cut it short: 451, and the session goes on
                 log.error(
                     "message %s: delivery took longer than %gs",
