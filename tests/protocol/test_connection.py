@@ -57,9 +57,12 @@ def in_rcpt(limits: ProtocolLimits | None = None) -> Driver:
 
 def test_greeting() -> None:
     conn = ServerConnection(hostname="mx.example.net")
+    nothing_at_first = not conn.has_data_to_send
     assert conn.data_to_send() == b""
     conn.greet()
+    queued = conn.has_data_to_send
     assert conn.data_to_send() == b"220 mx.example.net ESMTP trimail\r\n"
+    assert (nothing_at_first, queued, conn.has_data_to_send) == (True, True, False)
     assert conn.data_to_send() == b""
     assert conn.state is State.CONNECTED
 

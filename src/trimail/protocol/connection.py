@@ -246,6 +246,11 @@ class ServerConnection:
         self._queue(reply)
         self._end(EndReason.ENDED_BY_SERVER)
 
+    @property
+    def has_data_to_send(self) -> bool:
+        """Replies are queued (``data_to_send`` would not be empty)."""
+        return self._outgoing_size > 0
+
     def data_to_send(self) -> bytes:
         out = b"".join(self._outgoing)
         self._outgoing.clear()

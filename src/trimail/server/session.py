@@ -257,7 +257,9 @@ class Session:
             event = conn.next_event()
             match event:  # the cases of every message first: each is an isinstance check
                 case NeedData.NEED_DATA:
-                    await self._flush()
+                    # Mid-body there is nothing to say: no _flush (a coroutine) on every read.
+                    if conn.has_data_to_send or conn.errors != self._errors_answered:
+                        await self._flush()
                     if self._stopping and conn.awaiting_command:
                         conn.end_session(replies.SHUTTING_DOWN)
                         self.end_reason = "shutdown"
@@ -462,7 +464,7 @@ class Session:
         # each with a limit of its own) can be cut short by the client's.
         clock, deadline = self._data_clock, self._deadline
         if clock is not None:
-            deadline.arm(clock.deadline(trio.current_time(), self._context.timeouts))
+            deadline.arm(clock.deadline(trio.current_time()))
         elif self._stopping:
             return None
         else:
@@ -537,7 +539,7 @@ class Session:
         clock, timeouts = self._data_clock, self._context.timeouts
         if clock is None:
             return replied_at + timeouts.command
-        return clock.deadline(replied_at, timeouts)
+        return clock.deadline(replied_at)
 
     async def _tarpit(self) -> None:
         """Past the soft error limit, each new error reply costs this client ``error_delay``
@@ -571,7 +573,7 @@ class Session:
     def _start_message(self, envelope: Envelope) -> None:
         queue_id = new_queue_id()
         context = self._context
-        self._data_clock = DataClock(started=trio.current_time())
+        self._data_clock = DataClock(trio.current_time(), context.timeouts)
         self._spool_failed = False
         self._message = Message(
             queue_id=queue_id,
