@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
+from unittest import mock
 
 import pytest
 
@@ -126,19 +127,15 @@ def test_a_filter_that_answers_a_record_replaces_it_as_in_stream_handler() -> No
 
 
 @pytest.fixture
-def records_made(monkeypatch: pytest.MonkeyPatch) -> list[logging.LogRecord]:
-    """Every LogRecord made from now on; the clock stands still at a known time."""
-    made: list[logging.LogRecord] = []
-    factory = logging.getLogRecordFactory()
-
-    def counting(*args: object, **kwargs: object) -> logging.LogRecord:
-        record = factory(*args, **kwargs)
-        made.append(record)
-        return record
-
-    monkeypatch.setattr(logging, "_logRecordFactory", counting)
+def records_made(monkeypatch: pytest.MonkeyPatch) -> Iterator[mock.MagicMock]:
+    """Counts the LogRecords Loggers make from now on; the clock stands still at a known time."""
     monkeypatch.setattr(time, "time", lambda: 1_780_000_000.25)
-    return made
+    monkeypatch.setattr(time, "time_ns", lambda: 1_780_000_000_250_000_000)  # 3.13+ records
+    make_record = logging.Logger.makeRecord
+    with mock.patch.object(
+        logging.Logger, "makeRecord", autospec=True, side_effect=make_record
+    ) as counting:
+        yield counting
 
 
 @pytest.fixture
@@ -170,18 +167,18 @@ EXPECTED = f"{_local(1_780_000_000)},250 trimail: message Q1 from 192.0.2.7 acce
 
 
 def test_info_lines_skip_the_record_and_write_the_same_line(
-    logger: logging.Logger, records_made: list[logging.LogRecord]
+    logger: logging.Logger, records_made: mock.MagicMock
 ) -> None:
     written = _lines(logger)
     assert written == EXPECTED
-    assert records_made == []
+    assert records_made.call_count == 0
     # The same line through logging, for comparison.
     out = io.StringIO()
     other = logging.Logger("through-logging")
     other.addHandler(LineHandler(out, "trimail"))
     other.info("message %s from %s accepted: size=%d", "Q1", "192.0.2.7", 1024)
     assert out.getvalue() == written
-    assert len(records_made) == 1
+    assert records_made.call_count == 1
 
 
 def _add_filter_to_logger(logger: logging.Logger, out: io.StringIO) -> None:
@@ -210,11 +207,11 @@ def _add_other_handler_type(logger: logging.Logger, out: io.StringIO) -> None:
 )
 def test_info_lines_make_a_record_whenever_something_else_could_see_it(
     logger: logging.Logger,
-    records_made: list[logging.LogRecord],
+    records_made: mock.MagicMock,
     setup: Callable[[logging.Logger, io.StringIO], None],
 ) -> None:
     written = _lines(logger, setup)
-    assert len(records_made) == 1
+    assert records_made.call_count == 1
     assert written == EXPECTED
 
 
@@ -234,7 +231,7 @@ def _not_propagating(logger: logging.Logger, out: io.StringIO) -> None:
 @pytest.mark.parametrize("setup", [_quiet_logger, _quiet_handler, _not_propagating])
 def test_info_lines_write_nothing_where_logging_writes_nothing(
     logger: logging.Logger,
-    records_made: list[logging.LogRecord],
+    records_made: mock.MagicMock,
     setup: Callable[[logging.Logger, io.StringIO], None],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -243,11 +240,80 @@ def test_info_lines_write_nothing_where_logging_writes_nothing(
 
 
 def test_info_lines_write_to_a_handler_of_the_logger_itself(
-    logger: logging.Logger, records_made: list[logging.LogRecord]
+    logger: logging.Logger, records_made: mock.MagicMock
 ) -> None:
     out = io.StringIO()
     logger.propagate = False
     logger.addHandler(LineHandler(out, "trimail"))
     InfoLines(logger)("message %s from %s accepted: size=%d", "Q1", "192.0.2.7", 1024)
     assert out.getvalue() == EXPECTED
-    assert records_made == []
+    assert records_made.call_count == 0
+
+
+class ApplicationLogger(logging.Logger):
+    """An application's logger class (``logging.setLoggerClass``) may change records."""
+
+    def handle(self, record: logging.LogRecord) -> None:
+        record.msg = "[node-7] " + str(record.msg)
+        super().handle(record)
+
+
+def test_info_lines_leave_an_application_logger_class_its_records(
+    records_made: mock.MagicMock,
+) -> None:
+    parent = logging.Logger("stand-in-root")
+    child = ApplicationLogger("trimail-test")
+    child.parent = parent
+    out = io.StringIO()
+    parent.addHandler(LineHandler(out, "trimail"))
+    InfoLines(child)("message %s accepted", "Q1")
+    assert out.getvalue().endswith(" trimail: [node-7] message Q1 accepted\n")
+
+
+class TaggedRecord(logging.LogRecord):
+    """What an application's record factory (``logging.setLogRecordFactory``) may make."""
+
+    def getMessage(self) -> str:
+        return "[node-7] " + super().getMessage()
+
+
+def test_info_lines_leave_an_application_record_factory_its_records(
+    logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logging, "_logRecordFactory", TaggedRecord)
+    tagged_line = " trimail: [node-7] message Q1 from 192.0.2.7 accepted: size=1024\n"
+    assert _lines(logger).endswith(tagged_line)
+
+
+@pytest.mark.parametrize(
+    ("msg", "args", "expected"),
+    [
+        ("100% of the queue flushed", (), "100% of the queue flushed"),  # no args: no %
+        ("session %(peer)s", ({"peer": "192.0.2.7"},), "session 192.0.2.7"),  # one mapping
+    ],
+)
+def test_info_lines_format_as_logging_does(
+    logger: logging.Logger, msg: str, args: tuple[object, ...], expected: str
+) -> None:
+    out = io.StringIO()
+    assert logger.parent is not None
+    logger.parent.addHandler(LineHandler(out, "trimail"))
+    InfoLines(logger)(msg, *args)
+    assert out.getvalue().endswith(f" trimail: {expected}\n")
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise ValueError("no text")
+
+
+def test_a_line_that_cannot_be_formatted_is_reported_not_raised(
+    logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert logger.parent is not None
+    handler = LineHandler(io.StringIO(), "trimail")
+    logger.parent.addHandler(handler)
+    failed: list[logging.LogRecord] = []
+    monkeypatch.setattr(handler, "handleError", failed.append)
+    InfoLines(logger)("session %s ended", Unprintable())
+    assert len(failed) == 1

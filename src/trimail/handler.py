@@ -68,7 +68,13 @@ class Handler(Protocol):
         told 250 only then. ``message`` is spooled (in memory when small, in a temporary file
         when large); read it with ``message.chunks()`` or ``message.read()`` before returning,
         as it is discarded afterwards. Raise DeliveryError (or return a 4xx Reply) to have the
-        client retry later."""
+        client retry later.
+
+        ``deliver`` is shielded from a server's shutdown and cancelled when it takes longer
+        than ``timeouts.handler``. Under a running server that limit is kept by the server's
+        deadline watch, not by a Trio deadline, so ``trio.current_effective_deadline()`` here
+        does not show it: a handler that budgets a backend call should take the limit from
+        its own configuration."""
 
 
 def overrides(handler: Handler, hook: str) -> bool:

@@ -12,11 +12,16 @@ half of what logging spends per record after the record is made (16k of 54k inst
 from __future__ import annotations
 
 import logging
+import sys
 import time
+from collections.abc import Mapping
 from typing import TextIO
 
 #: logging.Formatter.default_msec_format (typed there as optional).
 MSEC_FORMAT = "%s,%03d"
+#: From Python 3.13 a LogRecord takes its time from ``time.time_ns()``, and its milliseconds
+#: from the nanoseconds (they can differ by one from the float formula of 3.11 and 3.12).
+_RECORD_TIME_NS = sys.version_info >= (3, 13)
 
 
 class CachedTimeFormatter(logging.Formatter):
@@ -81,8 +86,15 @@ class LineHandler(logging.StreamHandler[TextIO]):
 
     def write_message(self, message: str) -> None:
         """Write what ``emit`` writes for a record of ``message`` (no exception) made now."""
-        created = time.time()
-        msecs = int((created - int(created)) * 1000)  # as LogRecord computes it
+        if _RECORD_TIME_NS:  # as LogRecord computes them
+            ns = time.time_ns()
+            created = ns / 1e9
+            msecs = (ns % 1_000_000_000) // 1_000_000
+            if msecs == 999 and int(created) != ns // 1_000_000_000:  # rounded up a second
+                msecs = 0
+        else:
+            created = time.time()
+            msecs = int((created - int(created)) * 1000)
         line = f"{self._time.time_text(created, msecs)} {self._name}: {message}"
         try:
             with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
@@ -96,8 +108,14 @@ class LineHandler(logging.StreamHandler[TextIO]):
 
 def sole_line_handler(logger: logging.Logger) -> LineHandler | None:
     """The one handler an INFO record of ``logger`` would reach, if it is a ``LineHandler``
-    and no filter anywhere could change or drop the record; otherwise None."""
-    if logger.disabled or not logger.isEnabledFor(logging.INFO):
+    and nothing could change or drop the record on its way (a filter, an application's record
+    factory or logger class); otherwise None."""
+    if (
+        logger.disabled
+        or type(logger) is not logging.Logger
+        or logging.getLogRecordFactory() is not logging.LogRecord
+        or not logger.isEnabledFor(logging.INFO)
+    ):
         return None
     found: LineHandler | None = None
     current: logging.Logger | None = logger
@@ -135,10 +153,18 @@ class InfoLines:
 
     def __call__(self, msg: str, *args: object) -> None:
         handler = sole_line_handler(self._logger)
-        if handler is None:
-            self._logger.info(msg, *args)
-        else:
-            handler.write_message(msg % args)
+        # Only where logging would format ``msg % args`` as it is: with arguments, and not one
+        # mapping (which logging unwraps); a line that fails to format goes to logging too,
+        # which reports it through the handler's handleError rather than raising.
+        if handler is not None and args and not (len(args) == 1 and isinstance(args[0], Mapping)):
+            try:
+                message = msg % args
+            except Exception:  # logging reports it, below
+                pass
+            else:
+                handler.write_message(message)
+                return
+        self._logger.info(msg, *args)
 
 
 def configure_server_logging(stream: TextIO, name: str = "trimail") -> None:
