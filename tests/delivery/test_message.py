@@ -10,7 +10,6 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-import trio.testing
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -94,21 +93,27 @@ async def test_content_just_below_the_threshold_stays_in_memory(spool: MessageFa
         [10, 20, 0, SPILL_THRESHOLD * 2],
     ],
 )
-async def test_write_reaches_disk_says_which_writes_can_reach_a_checkpoint(
+async def test_write_in_memory_takes_exactly_the_writes_that_need_no_checkpoint(
     spool: MessageFactory, sizes: list[int]
 ) -> None:
-    # The session keeps the client's deadline in place over the writes said not to reach the
-    # disk, so such a write must never reach a checkpoint (where a deadline would cancel it).
-    message = spool.new()
-    for size in sizes:
-        if message.write_reaches_disk(size):
-            await message.write(b"x" * size)
+    # The session appends content with write_in_memory (no coroutine) and awaits write only
+    # when that declines: the content must come out the same, spilled exactly when write alone
+    # would spill it.
+    message, plain = spool.new(), spool.new()
+    for index, size in enumerate(sizes):
+        data = bytes([65 + index]) * size
+        await plain.write(data)
+        reaches_disk = size > 0 and held_in_memory(message) + size >= SPILL_THRESHOLD
+        if message.write_in_memory(data):
+            assert not reaches_disk
         else:
-            with trio.testing.assert_no_checkpoints():
-                await message.write(b"x" * size)
-    assert message.size == sum(sizes)
+            assert reaches_disk
+            await message.write(data)
+    assert message.size == plain.size == sum(sizes)
     assert (message.spooled_file is not None) == (sum(sizes) >= SPILL_THRESHOLD)
+    assert await message.read() == await plain.read()
     await message.discard()
+    await plain.discard()
 
 
 async def test_reaching_the_threshold_spills_to_a_private_file(spool: MessageFactory) -> None:

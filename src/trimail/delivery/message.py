@@ -113,9 +113,23 @@ class Message:
 
     async def write(self, data: bytes) -> None:
         """Append content (the session calls this as DATA arrives)."""
-        if not data:
+        if self.write_in_memory(data):
             return
-        spill = self.write_reaches_disk(len(data))
+        self._keep(data)
+        await self._flush()  # past the threshold: everything in memory goes to the file
+
+    def write_in_memory(self, data: bytes) -> bool:
+        """``write`` without a coroutine when ``data`` stays in memory (no checkpoint): True
+        if it did; False if the write would reach the spool file, and then nothing was done
+        and ``write`` must be awaited. The session's hot path: a body arrives in many reads."""
+        if not data:
+            return True
+        if self._in_memory + len(data) >= self._threshold:
+            return False
+        self._keep(data)
+        return True
+
+    def _keep(self, data: bytes) -> None:
         self.size += len(data)
         self._in_memory += len(data)
         pieces = self._pieces
@@ -125,13 +139,6 @@ class Message:
             pieces[-1] += data
         else:
             pieces.append(bytearray(data))
-        if spill:
-            await self._flush()
-
-    def write_reaches_disk(self, size: int) -> bool:
-        """Whether ``write`` of ``size`` more octets goes to the spool file (awaiting a worker
-        thread); otherwise it only appends to memory and never reaches a checkpoint."""
-        return self._in_memory + size >= self._threshold
 
     async def discard(self) -> None:
         """Free the spool; safe to call twice and after a failed write."""

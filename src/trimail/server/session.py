@@ -32,6 +32,7 @@ from ..protocol.connection import ServerConnection
 from ..protocol.envelope import Envelope, TlsInfo
 from ..protocol.esmtp_params import MailParams
 from ..protocol.events import (
+    NEED_DATA,
     EndReason,
     MailFromRequest,
     MessageComplete,
@@ -255,25 +256,32 @@ class Session:
         conn = self._conn
         while True:
             event = conn.next_event()
+            # The commonest by far, and tested by identity: as a case of the match below it
+            # would compare every event with == (a Python call for an attrs event).
+            if event is NEED_DATA:
+                # Mid-body there is nothing to say: no _flush (a coroutine) on every read.
+                if conn.has_data_to_send or conn.errors != self._errors_answered:
+                    await self._flush()
+                if self._stopping and conn.awaiting_command:
+                    conn.end_session(replies.SHUTTING_DOWN)
+                    self.end_reason = "shutdown"
+                    continue
+                data = await self._receive()
+                if data is None:  # stopped while idle
+                    conn.end_session(replies.SHUTTING_DOWN)
+                    self.end_reason = "shutdown"
+                    continue
+                conn.receive_data(data)
+                continue
             match event:  # the cases of every message first: each is an isinstance check
-                case NeedData.NEED_DATA:
-                    # Mid-body there is nothing to say: no _flush (a coroutine) on every read.
-                    if conn.has_data_to_send or conn.errors != self._errors_answered:
-                        await self._flush()
-                    if self._stopping and conn.awaiting_command:
-                        conn.end_session(replies.SHUTTING_DOWN)
-                        self.end_reason = "shutdown"
-                        continue
-                    data = await self._receive()
-                    if data is None:  # stopped while idle
-                        conn.end_session(replies.SHUTTING_DOWN)
-                        self.end_reason = "shutdown"
-                        continue
-                    conn.receive_data(data)
                 case MessageStarted(envelope=envelope):
                     self._start_message(envelope)
                 case MessageData(data=data):
-                    await self._write(data)
+                    message = self._message  # content kept in memory needs no coroutine
+                    if message is None or self._spool_failed:
+                        continue
+                    if not message.write_in_memory(data):
+                        await self._write(data)
                 case MessageComplete(envelope=envelope):
                     await self._deliver(envelope)
                 case MessageRejected(reply=reply):
