@@ -478,8 +478,10 @@ class Session:
         else:
             deadline.arm(self._command_deadline)
             self._awaiting_command = True  # a graceful stop may end this wait
-        try:
-            data = await self._receive_some()
+        try:  # _receive_some, inlined on this hot path
+            data = bytes(await self._stream.receive_some(READ_SIZE))
+        except trio.BrokenResourceError:
+            data = b""
         finally:
             self._awaiting_command = False
         if self._lift(deadline):
