@@ -391,3 +391,45 @@ async def test_a_stop_that_meets_a_whole_pipelined_transaction_stores_nothing(
         assert (reply.code, reply.lines[0][:5]) == (421, "4.3.2")
     assert handler.messages == []
     assert session.end_reason == "shutdown"
+
+
+class MailHookHeldOnTheSecondMail(MemoryHandler):
+    """Answers the second MAIL's hook only once ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = trio.Event()
+        self.mails = 0
+
+    async def on_mail(self, session: SessionInfo, sender: Mailbox | None) -> Reply | None:
+        self.mails += 1
+        if self.mails == 2:
+            await self.release.wait()
+        return None
+
+
+async def test_a_cancel_that_arrives_as_a_hook_returns_still_lets_the_250_out_first(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Found in review: a cancel from outside that arrives while the session is waking up from
+    a hook (for a MAIL pipelined after the message's dot) is left pending past the hook and
+    struck at the send, with the stored message's 250 already taken from the core."""
+    handler = MailHookHeldOnTheSecondMail()
+    session, client = session_over_memory(make_context(handler))
+    outside = trio.CancelScope()
+
+    async def run_session() -> None:
+        with outside:
+            await session.run()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_session)
+        await start_transaction(client)
+        await client.send(b"Subject: hi\r\n\r\nbody\r\n.\r\nMAIL FROM:<c@example.org>\r\n")
+        await trio.testing.wait_all_tasks_blocked()  # the second MAIL's hook is waiting
+        handler.release.set()  # the session is rescheduled...
+        outside.cancel()  # ...and the cancel finds it runnable, so it stays pending
+        replies = [await client.reply() for _ in range(3)]
+        codes = [(reply.code, reply.lines[0][:5]) for reply in replies]
+        assert codes == [(250, "2.0.0"), (250, "2.1.0"), (421, "4.3.2")]
+    assert len(handler.messages) == 1

@@ -100,10 +100,10 @@ class GroupCommit(Generic[Job, Result]):
                 raise
         if not entry.done:
             # Taken into another task's batch that is still running: wait for it, uncancellable
-            # as the batch is. Rare (a task woken as the oldest queued job whose job was taken
-            # before it ran): once taken, a task is woken only when its job is done, so the
-            # common path enters no cancel scope, whose entry and exit cost a few percent of
-            # a message's CPU.
+            # as the batch is. Reached only when this task was cancelled while its job was in
+            # that batch (the cancel is held until the batch is done): otherwise a taken task is
+            # woken only once its job is done, so the common path enters no cancel scope, whose
+            # entry and exit cost a few percent of a message's CPU.
             with trio.CancelScope(shield=True):
                 while not entry.done:
                     await entry.wait()

@@ -112,7 +112,8 @@ class Message:
     # -- for the session ----------------------------------------------------------------------
 
     async def write(self, data: bytes) -> None:
-        """Append content (the session calls this as DATA arrives)."""
+        """Append content. The session awaits this only when ``write_in_memory`` declined (the
+        write reaches the spool file)."""
         if self.write_in_memory(data):
             return
         self._keep(data)

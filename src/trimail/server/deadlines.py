@@ -1,8 +1,8 @@
-"""Read and write deadlines that cost a float assignment to set, checked by one watch task.
+"""Session deadlines that cost a float assignment to set, checked by one watch task.
 
 Every read and write of a session has a deadline, and a busy session sets a few per message.
 A Trio cancel scope's deadline is exact but costly to move (a context manager and a heap entry
-per move, ~7% of a session's instructions per message at three moves). Here a session's
+per move: ~9% of a session's instructions per message, at three moves). Here a session's
 deadline is a plain attribute of its ``Deadline``: setting or lifting it is an assignment.
 One ``DeadlineWatch`` task per server sleeps until the earliest deadline it knows, then cancels
 the scope of every session whose deadline has passed and sleeps again until the earliest one
@@ -10,13 +10,14 @@ left. A deadline moved later needs no word to the watch (at worst it wakes, find
 and sleeps on); one moved earlier than the watch's next wake-up wakes it sooner, which under
 load is rare (the watch already sleeps until the nearest deadline of all sessions).
 
-A session arms its deadline before it awaits the client and lifts it after, so the watch
-never cuts short anything else. One race remains, and the session must settle it: the watch
-may run after the session's read (or send) completed but before the session itself did, and
-a cancel cannot be undone by lifting the deadline. So after lifting, a session whose scope is
-already cancelled lets the cancel strike at once (``Session._lift``), before it acts on what
-it read: the expiry wins, as it would have under a Trio deadline, rather than striking later,
-after a message was stored.
+A session arms its deadline before it awaits the client and lifts it after, and arms it with
+the handler's limit while the handler's ``deliver`` runs; the watch never cuts short anything
+else. One race remains, and the session must settle it: the watch may run after the session's
+read (or send, or delivery) completed but before the session itself did, and a cancel cannot
+be undone by lifting the deadline. So after lifting, a session whose scope is already
+cancelled lets the cancel strike at once, before it acts on what it read (``Session._lift``)
+or sends a delivery's reply (``Session._deliver``, ``_overran``): the expiry wins, as it would
+have under a Trio deadline, rather than striking later, after a message was stored.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Shutdown (``Server.stop``) closes every listener at once, ends idle sessions with 421 4.3.2,
 lets sessions in DATA finish their message for up to ``timeouts.shutdown_grace`` seconds, and
-then cancels what is left (each says 421 4.3.2 and stores nothing).
+then cancels what is left: each says 421 4.3.2, and a message already handed to the handler
+is still delivered within ``timeouts.handler``, its 250 sent ahead of the 421.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ class DataClock:
     what stays the same for the whole phase is worked out once, here, and the rest is compared
     without calls: bit for bit the same deadlines as the formulas in the module docstring
     (float addition is monotonic, so ``started + max(a, b)`` is ``max(started + a, started +
-    b)``), at about a quarter of the cost of ``min``/``max`` over the ``Timeouts`` on each read."""
+    b)``), at about a third of the cost of ``min``/``max`` over the ``Timeouts`` on each read."""
 
     __slots__ = ("_each_read", "_phase_end", "_rate", "_rate_checked_from", "_started", "received")
 
