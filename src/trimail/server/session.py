@@ -145,6 +145,8 @@ class Session:
         #: The handler's time limit passed during a delivery, which cancelled ``_io``.
         self._overran = False
         self._awaiting_command = False
+        #: Trio's clock, read a few times per message (see ``run``).
+        self._now: Callable[[], float] = trio.current_time
         self.messages_accepted = 0
         #: ``messages_accepted`` as of the last replies taken to be sent (see ``_flush``).
         self._acceptances_sent = 0
@@ -180,6 +182,9 @@ class Session:
         return self._peer
 
     async def run(self) -> None:
+        # The run's clock, read directly: trio.current_time() looks it up on every call (three
+        # Python calls), ~1.7% of a 1 KiB message's instructions at six reads per message.
+        self._now = trio.lowlevel.current_clock().current_time
         started = time.monotonic()
         try:
             if self._proxied:
@@ -329,7 +334,7 @@ class Session:
     # the session then awaits it in _ask_on_mail / _ask_on_rcpt.
 
     def screen_sender(self, sender: Mailbox | None, params: MailParams) -> Verdict:
-        if self._ticket is not None and not self._ticket.allow_message(trio.current_time()):
+        if self._ticket is not None and not self._ticket.allow_message(self._now()):
             return replies.MESSAGE_RATE_EXCEEDED
         if self._context.asks_on_mail:
             return ASK
@@ -477,7 +482,7 @@ class Session:
         # each with a limit of its own) can be cut short by the client's.
         clock, deadline = self._data_clock, self._deadline
         if clock is not None:
-            deadline.arm(clock.deadline(trio.current_time()))
+            deadline.arm(clock.deadline(self._now()))
         elif self._stopping:
             return None
         else:
@@ -542,12 +547,12 @@ class Session:
             # DATA phase's), and RFC 5321 §4.5.3.2.7's time for the next command counts from
             # the moment the reply is out.
             deadline = self._deadline
-            deadline.arm(self._next_read_deadline(trio.current_time()))
+            deadline.arm(self._next_read_deadline(self._now()))
             await self._stream.send_all(data)
             if self._lift(deadline):
                 await trio.lowlevel.checkpoint()  # raises Cancelled: the deadline won
             if self._data_clock is None:
-                self._command_deadline = trio.current_time() + timeouts.command
+                self._command_deadline = self._now() + timeouts.command
             return
         # A last word, after the conversation.
         with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
@@ -596,7 +601,7 @@ class Session:
     def _start_message(self, envelope: Envelope) -> None:
         queue_id = new_queue_id()
         context = self._context
-        self._data_clock = DataClock(trio.current_time(), context.timeouts)
+        self._data_clock = DataClock(self._now(), context.timeouts)
         self._spool_failed = False
         self._message = Message(
             queue_id=queue_id,
@@ -682,7 +687,7 @@ class Session:
         so ``run`` carries the conversation on in a fresh scope (``_overran``).
         """
         io, deadline = self._io, self._deadline
-        deadline.arm(trio.current_time() + self._context.timeouts.handler)
+        deadline.arm(self._now() + self._context.timeouts.handler)
         io.shield = True
         try:
             return await self._handed_over(envelope, message)
