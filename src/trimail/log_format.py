@@ -76,13 +76,16 @@ class LineHandler(logging.StreamHandler[TextIO]):
                 line = self.format(record)
             else:
                 line = f"{self._time.formatTime(record)} {self._name}: {record.getMessage()}"
-            with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
-                self.stream.write(line + self.terminator)
-                self.stream.flush()
+            self._write_line(line)
         except RecursionError:  # as logging.StreamHandler.emit does
             raise
         except Exception:
             self.handleError(record)
+
+    def _write_line(self, line: str) -> None:
+        with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+            self.stream.write(line + self.terminator)
+            self.stream.flush()
 
     def write_message(self, message: str) -> None:
         """Write what ``emit`` writes for a record of ``message`` (no exception) made now."""
@@ -95,11 +98,8 @@ class LineHandler(logging.StreamHandler[TextIO]):
         else:
             created = time.time()
             msecs = int((created - int(created)) * 1000)
-        line = f"{self._time.time_text(created, msecs)} {self._name}: {message}"
         try:
-            with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
-                self.stream.write(line + self.terminator)
-                self.stream.flush()
+            self._write_line(f"{self._time.time_text(created, msecs)} {self._name}: {message}")
         except RecursionError:
             raise
         except Exception:

@@ -31,6 +31,12 @@ async def watching(
         nursery.cancel_scope.cancel()
 
 
+def watched(watch: DeadlineWatch) -> tuple[trio.CancelScope, Deadline]:
+    """A fresh scope and its deadline, kept by ``watch``."""
+    scope = trio.CancelScope()
+    return scope, watch.watch(scope)
+
+
 async def cancelled_at(deadline: Deadline | ScopeDeadline, scope: trio.CancelScope) -> float:
     """Wait inside ``scope``; when it was cancelled (``NEVER`` if it was not)."""
     with scope:
@@ -42,8 +48,7 @@ async def test_a_scope_is_cancelled_when_its_deadline_passes(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with watching() as (watch, _):
-        scope = trio.CancelScope()
-        deadline = watch.watch(scope)
+        scope, deadline = watched(watch)
         start = trio.current_time()
         deadline.arm(start + 30)
         assert await cancelled_at(deadline, scope) == start + 30
@@ -53,8 +58,7 @@ async def test_a_deadline_moved_later_postpones_the_cancel_without_a_word_to_the
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with watching() as (watch, nursery):
-        scope = trio.CancelScope()
-        deadline = watch.watch(scope)
+        scope, deadline = watched(watch)
         start = trio.current_time()
         deadline.arm(start + 10)
 
@@ -70,8 +74,7 @@ async def test_a_deadline_earlier_than_the_next_wake_up_wakes_the_watch_sooner(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with watching() as (watch, _):
-        late_scope, soon_scope = trio.CancelScope(), trio.CancelScope()
-        late, soon = watch.watch(late_scope), watch.watch(soon_scope)
+        (late_scope, late), (soon_scope, soon) = watched(watch), watched(watch)
         start = trio.current_time()
         late.arm(start + 300)
         await trio.sleep(1)  # the watch now sleeps until start + 300
@@ -86,8 +89,7 @@ async def test_a_lifted_or_closed_deadline_never_cancels(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with watching() as (watch, _):
-        lifted_scope, closed_scope = trio.CancelScope(), trio.CancelScope()
-        lifted, closed = watch.watch(lifted_scope), watch.watch(closed_scope)
+        (lifted_scope, lifted), (closed_scope, closed) = watched(watch), watched(watch)
         start = trio.current_time()
         lifted.arm(start + 10)
         closed.arm(start + 10)
@@ -107,8 +109,7 @@ async def test_many_deadlines_each_fire_at_their_own_time(
     fired: dict[int, float] = {}
 
     async def wait(index: int, at: float) -> None:
-        scope = trio.CancelScope()
-        deadline = watch.watch(scope)
+        scope, deadline = watched(watch)
         deadline.arm(at)
         fired[index] = await cancelled_at(deadline, scope)
         deadline.close()
@@ -125,8 +126,7 @@ async def test_a_deadline_armed_before_the_watch_runs_is_kept(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     watch = DeadlineWatch()
-    scope = trio.CancelScope()
-    deadline = watch.watch(scope)
+    scope, deadline = watched(watch)
     start = trio.current_time()
     deadline.arm(start + 7)
     async with watching(watch):

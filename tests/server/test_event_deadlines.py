@@ -11,6 +11,9 @@ deadline that falls at the same moment. Autojumping MockClock throughout.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import pytest
 import trio
 import trio.testing
@@ -171,14 +174,12 @@ async def test_a_session_goes_on_after_a_delivery_that_finished_past_its_limit(
     assert len(handler.messages) == 2
 
 
-async def test_a_cancel_from_outside_during_a_delivery_still_sends_its_250_first(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    """A forced shutdown (the server cancels its sessions after the grace period) waits for a
-    delivery under way, and the stored message's 250 goes out ahead of the 421: found in
-    review, the send after the delivery raised the cancel with the 250 already taken from the
-    core, so the client saw only the 421 and would send the stored message again."""
-    handler = SlowDelivery(10)
+@contextlib.asynccontextmanager
+async def cancellable_from_outside(
+    handler: MemoryHandler,
+) -> AsyncIterator[tuple[WireClient, trio.CancelScope]]:
+    """A session run inside a scope of the test's: cancelling that scope is a cancel from
+    outside, as the server's forced shutdown after the grace period is."""
     session, client = session_over_memory(make_context(handler))
     outside = trio.CancelScope()
 
@@ -188,6 +189,18 @@ async def test_a_cancel_from_outside_during_a_delivery_still_sends_its_250_first
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run_session)
+        yield client, outside
+
+
+async def test_a_cancel_from_outside_during_a_delivery_still_sends_its_250_first(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A forced shutdown (the server cancels its sessions after the grace period) waits for a
+    delivery under way, and the stored message's 250 goes out ahead of the 421: found in
+    review, the send after the delivery raised the cancel with the 250 already taken from the
+    core, so the client saw only the 421 and would send the stored message again."""
+    handler = SlowDelivery(10)
+    async with cancellable_from_outside(handler) as (client, outside):
         await start_transaction(client)
         await client.send(b"Subject: hi\r\n\r\nbody\r\n.\r\n")
         await trio.sleep(5)  # the delivery is half done
@@ -415,15 +428,7 @@ async def test_a_cancel_that_arrives_as_a_hook_returns_still_lets_the_250_out_fi
     a hook (for a MAIL pipelined after the message's dot) is left pending past the hook and
     struck at the send, with the stored message's 250 already taken from the core."""
     handler = MailHookHeldOnTheSecondMail()
-    session, client = session_over_memory(make_context(handler))
-    outside = trio.CancelScope()
-
-    async def run_session() -> None:
-        with outside:
-            await session.run()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(run_session)
+    async with cancellable_from_outside(handler) as (client, outside):
         await start_transaction(client)
         await client.send(b"Subject: hi\r\n\r\nbody\r\n.\r\nMAIL FROM:<c@example.org>\r\n")
         await trio.testing.wait_all_tasks_blocked()  # the second MAIL's hook is waiting

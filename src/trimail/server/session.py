@@ -145,7 +145,8 @@ class Session:
         #: The handler's time limit passed during a delivery, which cancelled ``_io``.
         self._overran = False
         self._awaiting_command = False
-        #: Trio's clock, read a few times per message (see ``run``).
+        #: Trio's clock, read a few times per message: ``trio.current_time`` until ``run``
+        #: binds the run's clock itself. Every reading in the session goes through it.
         self._now: Callable[[], float] = trio.current_time
         self.messages_accepted = 0
         #: ``messages_accepted`` as of the last replies taken to be sent (see ``_flush``).
@@ -314,7 +315,7 @@ class Session:
                         )
                     conn.tls_started(await self._upgrade())
                     # The handshake is not the client's next command: its time starts now.
-                    self._command_deadline = trio.current_time() + self._context.timeouts.command
+                    self._command_deadline = self._now() + self._context.timeouts.command
                 case SessionEnded(reason=reason):
                     await self._flush()
                     if reason is not EndReason.ENDED_BY_SERVER or self.end_reason == "unknown":
@@ -420,7 +421,7 @@ class Session:
     async def _admit_proxied_client(self) -> None:
         if self._ticket is None:
             return
-        refusal = self._ticket.admit_client(self._peer.host, trio.current_time())
+        refusal = self._ticket.admit_client(self._peer.host, self._now())
         if refusal is None:
             return
         if self._implicit_tls:
@@ -555,11 +556,11 @@ class Session:
                 self._command_deadline = self._now() + timeouts.command
             return
         # A last word, after the conversation.
-        with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
+        with trio.CancelScope(deadline=self._now() + timeout) as scope:
             await self._stream.send_all(data)
         if scope.cancelled_caught:
             raise trio.TooSlowError
-        self._command_deadline = trio.current_time() + timeouts.command
+        self._command_deadline = self._now() + timeouts.command
 
     def _next_read_deadline(self, replied_at: float) -> float:
         """The deadline of the read that follows a reply sent at ``replied_at``: the next
