@@ -28,6 +28,7 @@ from .deadlines import DeadlineWatch
 from .listeners import bound_address, open_listeners
 from .policy import RecipientDomains
 from .session import Session, SessionContext
+from .streams import LeanSocketStream
 from .tls import Certificates
 
 log = logging.getLogger("trimail")
@@ -216,9 +217,11 @@ class Server:
     async def _run_session(
         self, stream: trio.SocketStream, peer: Peer, ticket: Ticket, implicit_tls: bool
     ) -> None:
+        transport: trio.abc.Stream = stream
         try:
+            transport = LeanSocketStream(stream)
             session = Session(
-                stream,
+                transport,
                 peer,
                 self._context,
                 implicit_tls=implicit_tls,
@@ -227,7 +230,7 @@ class Server:
             )
         except BaseException:
             ticket.release(trio.current_time())
-            await trio.aclose_forcefully(stream)
+            await trio.aclose_forcefully(transport)
             raise
         if self.stopping:
             session.request_stop()

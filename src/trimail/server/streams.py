@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import socket
+
 import trio
 
 
@@ -32,3 +36,146 @@ class PrependedStream(trio.abc.Stream):
 
     async def aclose(self) -> None:
         await self.transport.aclose()
+
+
+#: What ``receive_some`` reads when asked for no particular size (trio's own default).
+DEFAULT_RECEIVE_SIZE = 64 * 1024
+#: The socket is gone: using it raises these (trio's SocketStream answers them the same way).
+_CLOSED_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
+
+
+def _stream_error(exc: OSError) -> trio.ClosedResourceError | trio.BrokenResourceError:
+    if exc.errno in _CLOSED_ERRNOS:
+        return trio.ClosedResourceError("this socket was already closed")
+    return trio.BrokenResourceError(f"socket connection broken: {exc}")
+
+
+class LeanSocketStream(trio.abc.HalfCloseableStream):
+    """``trio.SocketStream``'s behaviour at about half its cost: the session's socket.
+
+    Under load trio's SocketStream costs ~27k instructions per call on top of the system call
+    itself: two context managers (one a generator), the socket's async wrapper and its
+    ``_try_sync`` protocol, each a layer of Python frames. A 1 KiB message takes four calls, so
+    this was ~108k of the ~530k instructions trimail ran per message (measured under
+    ``trimail bench`` with valgrind, see benchmarks/RESULTS.md). This class makes the same
+    system calls with the same Trio semantics in one frame: every call is a checkpoint (a
+    cancel point before any byte moves, and a schedule point: an I/O wait, or a
+    ``cancel_shielded_checkpoint`` once the call succeeded at once); OS errors become
+    ``BrokenResourceError``, or ``ClosedResourceError`` on a closed socket; concurrent
+    calls in one direction raise ``BusyResourceError``. Trio's generic stream checks
+    (``trio.testing.check_half_closeable_stream``) run against it in the tests.
+
+    It takes the socket over from the ``trio.SocketStream`` a listener accepted (which keeps
+    TCP_NODELAY and the other options trio set on it), so that stream must not be used again.
+    """
+
+    def __init__(self, accepted: trio.SocketStream) -> None:
+        trio_socket = accepted.socket
+        family, kind, proto = trio_socket.family, trio_socket.type, trio_socket.proto
+        fd = trio_socket.detach()
+        try:
+            self.socket = socket.socket(family, kind, proto, fileno=fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.socket.setblocking(False)
+        self._receiving = False
+        self._sending = False
+        self._sent_eof = False
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if max_bytes is None:
+            max_bytes = DEFAULT_RECEIVE_SIZE
+        elif max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1")
+        if self._receiving:
+            raise trio.BusyResourceError("another task is receiving on this stream")
+        self._receiving = True
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            sock = self.socket
+            try:
+                data = sock.recv(max_bytes)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise _stream_error(exc) from exc
+            else:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return data
+            while True:
+                await trio.lowlevel.wait_readable(sock)  # the schedule point: no second one
+                try:
+                    return sock.recv(max_bytes)
+                except BlockingIOError:
+                    pass
+                except OSError as exc:
+                    raise _stream_error(exc) from exc
+        finally:
+            self._receiving = False
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
+        self._sending = True
+        try:
+            if self._sent_eof:
+                raise trio.ClosedResourceError("can't send data after sending EOF")
+            await trio.lowlevel.checkpoint_if_cancelled()
+            sock = self.socket
+            try:
+                sent = sock.send(data) if data else 0
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                raise _stream_error(exc) from exc
+            if sent == len(data):
+                if not data and sock.fileno() == -1:
+                    raise trio.ClosedResourceError("socket was already closed")
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return
+            with memoryview(data) as view:  # the rest, as the socket drains
+                remaining = view[sent:]
+                while remaining:
+                    await trio.lowlevel.wait_writable(sock)
+                    try:
+                        remaining = remaining[sock.send(remaining) :]
+                    except BlockingIOError:
+                        pass
+                    except OSError as exc:
+                        raise _stream_error(exc) from exc
+        finally:
+            self._sending = False
+
+    async def wait_send_all_might_not_block(self) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
+        self._sending = True
+        try:
+            if self.socket.fileno() == -1:
+                raise trio.ClosedResourceError("socket was already closed")
+            await trio.lowlevel.wait_writable(self.socket)
+        finally:
+            self._sending = False
+
+    async def send_eof(self) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
+        self._sending = True
+        try:
+            await trio.lowlevel.checkpoint()
+            if self._sent_eof:
+                return
+            self._sent_eof = True
+            try:
+                self.socket.shutdown(socket.SHUT_WR)
+            except OSError as exc:
+                raise _stream_error(exc) from exc
+        finally:
+            self._sending = False
+
+    async def aclose(self) -> None:
+        if self.socket.fileno() != -1:
+            trio.lowlevel.notify_closing(self.socket)  # a task waiting on it gets Closed...
+        self.socket.close()
+        await trio.lowlevel.checkpoint()

@@ -1,0 +1,105 @@
+"""LeanSocketStream against trio's own generic stream checks, and the edges the session relies
+on, over real loopback sockets."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+import trio
+import trio.testing
+
+from trimail.server.streams import LeanSocketStream
+
+
+async def accepted_pair() -> tuple[LeanSocketStream, LeanSocketStream]:
+    """Two connected TCP streams over 127.0.0.1, each made the way the server makes its own:
+    from the ``trio.SocketStream`` a listener accepted."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    async with listeners[0]:
+        port = listeners[0].socket.getsockname()[1]
+        client = await trio.open_tcp_stream("127.0.0.1", port)
+        server = await listeners[0].accept()
+    return LeanSocketStream(client), LeanSocketStream(server)
+
+
+async def fill(stream: LeanSocketStream) -> None:
+    """Send until the socket buffers are full (trio's own SocketStream test does the same)."""
+
+    async def send_forever() -> None:
+        while True:
+            await stream.send_all(b"x" * 10000)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send_forever)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+
+
+async def clogged_pair() -> tuple[LeanSocketStream, LeanSocketStream]:
+    """A pair whose sends block until the other side reads (trio's clogged_stream_maker)."""
+    left, right = await accepted_pair()
+    await fill(left)
+    await fill(right)
+    return left, right
+
+
+async def test_passes_trios_generic_half_closeable_stream_checks() -> None:
+    await trio.testing.check_half_closeable_stream(accepted_pair, clogged_pair)
+
+
+async def test_keeps_the_options_trio_set_on_the_accepted_socket() -> None:
+    client, server = await accepted_pair()
+    async with client, server:
+        assert server.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert server.socket.getblocking() is False
+
+
+async def test_a_large_send_completes_as_the_peer_drains_it() -> None:
+    client, server = await accepted_pair()
+    payload = bytes(range(256)) * 32 * 1024  # 8 MiB: far more than the socket buffers
+    received = bytearray()
+
+    async def drain() -> None:
+        while len(received) < len(payload):
+            received.extend(await client.receive_some(65536))
+
+    async with client, server, trio.open_nursery() as nursery:
+        nursery.start_soon(drain)
+        await server.send_all(payload)
+    assert bytes(received) == payload
+
+
+async def test_a_cancelled_receive_consumes_nothing() -> None:
+    client, server = await accepted_pair()
+    async with client, server:
+        await client.send_all(b"MAIL FROM:<a@b.example>\r\n")
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await server.receive_some()
+        assert scope.cancelled_caught
+        assert await server.receive_some() == b"MAIL FROM:<a@b.example>\r\n"
+
+
+async def test_a_cancelled_send_sends_nothing() -> None:
+    client, server = await accepted_pair()
+    async with client, server:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await server.send_all(b"250 ok\r\n")
+        assert scope.cancelled_caught
+        await server.send_eof()
+        assert await client.receive_some() == b""
+
+
+async def test_a_reset_by_the_peer_is_a_broken_stream() -> None:
+    client, server = await accepted_pair()
+    async with server:
+        # SO_LINGER 0: closing sends a RST instead of a FIN.
+        client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await client.aclose()
+        with pytest.raises(trio.BrokenResourceError):
+            await server.receive_some()
+        with pytest.raises(trio.BrokenResourceError):
+            await server.send_all(b"421 bye\r\n")
