@@ -1,4 +1,4 @@
-"""The floor: the cheapest SMTP responder Trio can run, as a ceiling for any Trio server.
+"""The floor: the cheapest SMTP responder on Trio's own streams, the reference the targets name.
 
 It answers every command with a fixed reply, validates nothing (but see ``--validate``) and
 stores nothing, so what it costs per message is Trio's own cost (accept, one task per
@@ -12,7 +12,8 @@ connection, ``receive_some`` and ``send_all``) plus the two scans no correct SMT
 
 A benchmark that puts a real server next to this one measures how much the real server's
 parsing, policy and storage cost on top of the event loop: the gap to the floor is what
-optimising the server could win, and nothing in Trio can go faster than the floor.
+optimising the server could win. Nothing on ``trio.SocketStream`` goes faster than the floor;
+a leaner socket layer can (``--lean-socket`` below).
 
 ``--validate`` adds the checks a correct receiver cannot skip, with trimail's own code and
 nothing else: every command line goes through trimail's ``parse_command`` (a line it refuses
@@ -22,8 +23,14 @@ machine, policy, log line, trace header or delivery: the gap between the two flo
 validation alone costs on top of Trio, which no arrangement of trimail's other work can win
 back.
 
-Run: ``python benchmarks/floor.py --port N [--validate]`` (0 picks a free port). It prints
-``listening on 127.0.0.1:PORT`` once it accepts connections and runs until killed.
+``--lean-socket`` reads and writes through trimail's ``LeanSocketStream`` (the session's socket
+layer) instead of ``trio.SocketStream``. The floor the performance targets name is the plain one,
+on Trio's own stream; this one shows what the same socket layer gives a server that does
+nothing else, so a ratio won by trimail's socket layer alone is not mistaken for a smaller gap.
+
+Run: ``python benchmarks/floor.py --port N [--validate] [--lean-socket]`` (0 picks a free
+port). It prints ``listening on 127.0.0.1:PORT`` once it accepts connections and runs until
+killed.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import trio
 from trimail.protocol.body import BodyDecoder
 from trimail.protocol.command_parser import CommandError, parse_command
 from trimail.protocol.commands import Data, Ehlo, Helo, Quit
+from trimail.server.streams import LeanSocketStream
 
 TERMINATOR = b"\r\n.\r\n"
 #: Longest partial terminator kept between reads: four bytes of ``<CRLF>.<CR>``.
@@ -206,9 +214,15 @@ async def serve_client(stream: trio.abc.Stream, *, validate: bool = False) -> No
             return
 
 
-async def serve(port: int, validate: bool = False) -> None:
+async def serve_lean_client(accepted: trio.SocketStream, *, validate: bool = False) -> None:
+    """``serve_client`` on trimail's socket layer (``--lean-socket``)."""
+    await serve_client(LeanSocketStream(accepted), validate=validate)
+
+
+async def serve(port: int, validate: bool = False, lean_socket: bool = False) -> None:
     """Listen on 127.0.0.1 only, announce the bound port, serve until cancelled."""
-    handler = functools.partial(serve_client, validate=validate)
+    client = serve_lean_client if lean_socket else serve_client
+    handler = functools.partial(client, validate=validate)
     async with trio.open_nursery() as nursery:
         serve_tcp = functools.partial(trio.serve_tcp, handler, port, host="127.0.0.1")
         listeners = await nursery.start(serve_tcp)
@@ -222,11 +236,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--validate", action="store_true", help="parse and decode with trimail's own code"
     )
+    parser.add_argument(
+        "--lean-socket", action="store_true", help="trimail's LeanSocketStream, not trio's"
+    )
     args = parser.parse_args(argv)
     port = args.port
     assert isinstance(port, int)
     try:
-        trio.run(serve, port, bool(args.validate))
+        trio.run(serve, port, bool(args.validate), bool(args.lean_socket))
     except KeyboardInterrupt:
         return 0
     return 0

@@ -169,6 +169,7 @@ def available_servers(
         trimail_spec(durable=True),
         floor_spec(),
         floor_spec(validate=True),
+        floor_spec(lean_socket=True),
     ]
     skipped = []
     if peers.has("aiosmtpd") and peers.python is not None:

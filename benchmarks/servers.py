@@ -79,17 +79,23 @@ def trimail_spec(*, durable: bool) -> ServerSpec:
     return ServerSpec("trimail-discard", "trimail (discard)", argv, True, "aiosmtpd-discard")
 
 
-def floor_spec(*, validate: bool = False) -> ServerSpec:
-    """The Trio floor; ``validate``: with trimail's parser and decoder (what validation costs)."""
+def floor_spec(*, validate: bool = False, lean_socket: bool = False) -> ServerSpec:
+    """The Trio floor; ``validate``: with trimail's parser and decoder (what validation costs);
+    ``lean_socket``: on trimail's socket layer instead of ``trio.SocketStream``."""
 
     def argv(workdir: Path, port: int) -> list[str]:
         command = [sys.executable, str(HERE / "floor.py"), "--port", str(port)]
-        return [*command, "--validate"] if validate else command
+        if validate:
+            command.append("--validate")
+        return [*command, "--lean-socket"] if lean_socket else command
 
     if validate:
         return ServerSpec(
             "floor-validating", "Trio floor + validation", argv, True, "aiosmtpd-discard"
         )
+    if lean_socket:
+        label = "Trio floor, trimail's socket layer"
+        return ServerSpec("floor-lean", label, argv, True, "aiosmtpd-discard")
     return ServerSpec("floor", "Trio floor", argv, True, "aiosmtpd-discard")
 
 

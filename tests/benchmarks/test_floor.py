@@ -69,6 +69,21 @@ async def test_over_a_stream_the_greeting_comes_first_and_quit_closes() -> None:
     assert received == floor.GREETING + EXPECTED
 
 
+async def test_on_trimails_socket_layer_over_loopback_it_answers_the_same() -> None:
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery, listeners[0]:
+        client = await trio.open_tcp_stream("127.0.0.1", port)
+        nursery.start_soon(floor.serve_lean_client, await listeners[0].accept())
+        await client.send_all(SESSION)
+        received = b""
+        with trio.fail_after(5):
+            while chunk := await client.receive_some(65536):
+                received += chunk
+        await client.aclose()
+    assert received == floor.GREETING + EXPECTED
+
+
 # -- --validate: trimail's parser and decoder in the floor -------------------------------------
 
 # The same session as SESSION but with a valid body: the plain floor's BODY holds bare LFs,
