@@ -28,15 +28,20 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SERVERS = ("trimail", "floor-validating", "floor")
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+#: Valgrind counting instructions only (no cache simulation), with no output file.
+VALGRIND = ("valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null")
+
+
+def read_refs(valgrind_output: str) -> int | None:
+    """The instruction count in valgrind's summary, or None if it printed none."""
+    found = _REFS.search(valgrind_output)
+    return None if found is None else int(found.group(1).replace(",", ""))
 
 
 def count_instructions(server: str, messages: int, size: int, read_size: int | None) -> int:
     """User-space instructions of one ``session_alone.py`` run, as valgrind counts them."""
     command = [
-        "valgrind",
-        "--tool=cachegrind",
-        "--cache-sim=no",
-        "--cachegrind-out-file=/dev/null",
+        *VALGRIND,
         sys.executable,
         str(HERE / "session_alone.py"),
         "--messages",
@@ -49,11 +54,11 @@ def count_instructions(server: str, messages: int, size: int, read_size: int | N
     if read_size is not None:
         command += ["--read-size", str(read_size)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-    found = _REFS.search(done.stderr)
-    if done.returncode != 0 or found is None:
+    refs = read_refs(done.stderr)
+    if done.returncode != 0 or refs is None:
         tail = done.stderr.strip().splitlines()[-1:] or ["(no output)"]
         raise SystemExit(f"valgrind run of {server} failed: {tail[0]}")
-    return int(found.group(1).replace(",", ""))
+    return refs
 
 
 def per_message(

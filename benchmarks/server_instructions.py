@@ -1,0 +1,140 @@
+"""Instructions per message of a real server process under ``trimail bench``, counted by valgrind.
+
+``instructions.py`` counts one session fed from a script: steady, but blind to everything
+between the session and the kernel (the socket layer, the event loop's waits for many
+sessions), because it has no sockets. This script starts the server itself under valgrind,
+loads it over 127.0.0.1 with ``trimail bench`` (20 sessions by default, pipelining), stops it,
+and reads the count; the difference of two runs (``--base`` messages, then ``--base`` plus
+``--messages``) divided by ``--messages`` cancels start-up, imports and the sessions' set-up.
+Valgrind runs the server ~50x slower, so the load generator always waits on it: the count is
+the server's own work per message, repeatable to ~1% between runs, which time on this VM is not.
+It counts user-space instructions only (no system calls, no cache misses).
+
+Run: ``python benchmarks/server_instructions.py [--servers trimail,floor,...] [--messages N]
+[--base N] [--sessions N] [--size BYTES]`` (needs ``valgrind``; about a minute per server at
+the defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from instructions import VALGRIND, read_refs
+
+HERE = Path(__file__).resolve().parent
+HOST = "127.0.0.1"
+SERVERS = ("trimail", "floor", "floor-validating", "floor-lean")
+#: Bounds on each step, so a stuck server or generator ends the run with a message.
+START_SECONDS = 120.0
+BENCH_SECONDS = 600.0
+STOP_SECONDS = 120.0
+
+
+def server_command(server: str, port: int) -> list[str]:
+    """The command line of ``server`` listening on ``HOST:port``."""
+    if server == "trimail":
+        return [
+            *(sys.executable, "-m", "trimail", "serve", "--delivery", "discard"),
+            *("--listen", f"{HOST}:{port}", "--hostname", "bench.test"),
+        ]
+    flags = {"floor": [], "floor-validating": ["--validate"], "floor-lean": ["--lean-socket"]}
+    return [sys.executable, str(HERE / "floor.py"), "--port", str(port), *flags[server]]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until_listening(port: int, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited with {server.returncode} before listening")
+        try:
+            socket.create_connection((HOST, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"the server did not listen on {HOST}:{port} within {START_SECONDS:.0f}s")
+
+
+def count_instructions(server: str, messages: int, sessions: int, size: int) -> int:
+    """User-space instructions of one server run that received ``messages`` messages."""
+    port = free_port()
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [*VALGRIND, *server_command(server, port)], stdout=subprocess.DEVNULL, stderr=log
+        )
+        try:
+            wait_until_listening(port, process)
+            bench = [
+                *(sys.executable, "-m", "trimail", "bench", "--target", f"{HOST}:{port}"),
+                *("--sessions", str(sessions), "--messages", str(messages)),
+                *("--size", str(size), "--timeout", "300", "--json"),
+            ]
+            subprocess.run(
+                bench, capture_output=True, timeout=BENCH_SECONDS, check=True
+            )  # check: a failed load would make the count meaningless
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.seek(0)
+        refs = read_refs(log.read().decode(errors="replace"))
+    if refs is None:
+        raise SystemExit(f"valgrind printed no count for {server}")
+    return refs
+
+
+def per_message(server: str, base: int, messages: int, sessions: int, size: int) -> float:
+    first = count_instructions(server, base, sessions, size)
+    second = count_instructions(server, base + messages, sessions, size)
+    return (second - first) / messages
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--base", type=int, default=500, help="messages of the baseline run")
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    args = parser.parse_args(argv)
+    servers = [name for name in args.servers.split(",") if name]
+    unknown = sorted(set(servers) - set(SERVERS))
+    if unknown:
+        parser.error(f"--servers: unknown {', '.join(unknown)}; choose from {', '.join(SERVERS)}")
+    if shutil.which("valgrind") is None:
+        print("server_instructions.py: valgrind not found; install it: apt-get install valgrind")
+        return 2
+    counts = {
+        name: per_message(name, args.base, args.messages, args.sessions, args.size)
+        for name in servers
+    }
+    print(
+        f"instructions per message ({args.messages} x {args.size} B, {args.sessions} sessions,"
+        " trimail bench over 127.0.0.1)"
+    )
+    reference = counts.get("floor")
+    for name, count in counts.items():
+        ratio = f"  {count / reference:.2f}x floor" if reference else ""
+        print(f"{name:18s} {count:12,.0f}{ratio}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""benchmarks/server_instructions.py: its plumbing against a real server, and its errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.benchmarks.scripts import load_script
+
+server_instructions = load_script("server_instructions")
+
+
+def test_an_unknown_server_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        server_instructions.main(["--servers", "trimail,postfix"])
+    assert exited.value.code == 2
+    assert "--servers: unknown postfix" in capsys.readouterr().err
+
+
+def test_the_count_is_the_difference_of_two_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    runs: list[int] = []
+
+    def fake_count(server: str, messages: int, sessions: int, size: int) -> int:
+        runs.append(messages)
+        return 1_000_000 + 400 * messages
+
+    monkeypatch.setattr(server_instructions, "count_instructions", fake_count)
+    assert server_instructions.per_message("floor", 500, 1000, 20, 1024) == 400
+    assert runs == [500, 1500]
+
+
+def test_a_run_without_valgrind_output_says_which_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without valgrind in front, the whole run is real (server, load, stop) but no count is
+    # printed: the script must notice rather than report a number.
+    monkeypatch.setattr(server_instructions, "VALGRIND", ())
+    with pytest.raises(SystemExit, match="valgrind printed no count for floor-lean"):
+        server_instructions.count_instructions("floor-lean", messages=5, sessions=2, size=1024)
