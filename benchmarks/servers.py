@@ -89,14 +89,11 @@ def floor_spec(*, validate: bool = False, lean_socket: bool = False) -> ServerSp
             command.append("--validate")
         return [*command, "--lean-socket"] if lean_socket else command
 
-    if validate:
-        return ServerSpec(
-            "floor-validating", "Trio floor + validation", argv, True, "aiosmtpd-discard"
-        )
+    key = "floor" + ("-validating" if validate else "") + ("-lean" if lean_socket else "")
+    label = "Trio floor" + (" + validation" if validate else "")
     if lean_socket:
-        label = "Trio floor, trimail's socket layer"
-        return ServerSpec("floor-lean", label, argv, True, "aiosmtpd-discard")
-    return ServerSpec("floor", "Trio floor", argv, True, "aiosmtpd-discard")
+        label += ", trimail's socket layer"
+    return ServerSpec(key, label, argv, True, "aiosmtpd-discard")
 
 
 def aiosmtpd_spec(python: Path, *, mailbox: bool) -> ServerSpec:

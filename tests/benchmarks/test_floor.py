@@ -6,10 +6,12 @@ the wrong place, or answered pipelined commands out of order, would make the ben
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
 
 from tests.benchmarks.scripts import load_script
+from trimail.server.streams import LeanSocketStream
 
 floor = load_script("floor")
 
@@ -69,7 +71,17 @@ async def test_over_a_stream_the_greeting_comes_first_and_quit_closes() -> None:
     assert received == floor.GREETING + EXPECTED
 
 
-async def test_on_trimails_socket_layer_over_loopback_it_answers_the_same() -> None:
+async def test_on_trimails_socket_layer_over_loopback_it_answers_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    served_on: list[type] = []
+    serve_client = floor.serve_client
+
+    async def spy(stream: trio.abc.Stream, *, validate: bool = False) -> None:
+        served_on.append(type(stream))
+        await serve_client(stream, validate=validate)
+
+    monkeypatch.setattr(floor, "serve_client", spy)
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listeners[0].socket.getsockname()[1]
     async with trio.open_nursery() as nursery, listeners[0]:
@@ -82,6 +94,7 @@ async def test_on_trimails_socket_layer_over_loopback_it_answers_the_same() -> N
                 received += chunk
         await client.aclose()
     assert received == floor.GREETING + EXPECTED
+    assert served_on == [LeanSocketStream]
 
 
 # -- --validate: trimail's parser and decoder in the floor -------------------------------------

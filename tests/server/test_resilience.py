@@ -7,6 +7,7 @@ import errno
 import pytest
 import trio
 
+import trimail.server.serve as serve_module
 import trimail.server.session as session_module
 from tests.server.running import running_server
 from tests.smtp_wire import WireClient
@@ -14,6 +15,7 @@ from trimail.config.model import ServerConfig
 from trimail.delivery.memory import MemoryHandler
 from trimail.protocol.envelope import Envelope
 from trimail.server.serve import Server
+from trimail.server.streams import LeanSocketStream
 
 BOUND = 10
 
@@ -83,3 +85,29 @@ async def test_a_session_that_raises_does_not_stop_the_server(
             assert (await healthy.reply()).code == 250
             await healthy.stream.aclose()
     assert len(backend.messages) == 1
+
+
+async def test_a_connection_whose_socket_cannot_be_taken_over_does_not_stop_the_server(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real_stream = LeanSocketStream
+    failures = [OSError(errno.ENOMEM, "Cannot allocate memory")]
+
+    def flaky_stream(accepted: trio.SocketStream) -> LeanSocketStream:
+        if failures:
+            raise failures.pop()
+        return real_stream(accepted)
+
+    monkeypatch.setattr(serve_module, "LeanSocketStream", flaky_stream)
+    with trio.fail_after(BOUND):
+        async with running_server(MemoryHandler()) as (server, address):
+            doomed = WireClient(await trio.open_tcp_stream("127.0.0.1", address.port))
+            assert await doomed.closed()  # closed at once, no greeting
+            await doomed.stream.aclose()
+            assert server.admission.sessions == 0  # its admission was given back
+            healthy = WireClient(await trio.open_tcp_stream("127.0.0.1", address.port))
+            assert (await healthy.reply()).code == 220
+            assert (await healthy.command("QUIT")).code == 221
+            await healthy.stream.aclose()
+    assert failures == []
+    assert "could not start" in caplog.text

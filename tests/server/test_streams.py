@@ -45,14 +45,22 @@ async def clogged_pair() -> tuple[LeanSocketStream, LeanSocketStream]:
     return left, right
 
 
+#: Every test here is bounded: a stream that loses bytes or never wakes a waiter would
+#: otherwise hang rather than fail.
+BOUND = 10
+
+
 async def test_passes_trios_generic_half_closeable_stream_checks() -> None:
-    await trio.testing.check_half_closeable_stream(accepted_pair, clogged_pair)
+    with trio.fail_after(BOUND):
+        await trio.testing.check_half_closeable_stream(accepted_pair, clogged_pair)
 
 
 async def test_keeps_the_options_trio_set_on_the_accepted_socket() -> None:
     client, server = await accepted_pair()
     async with client, server:
         assert server.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        if hasattr(socket, "TCP_NOTSENT_LOWAT"):  # trio sets it where the OS has it
+            assert server.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT)
         assert server.socket.getblocking() is False
 
 
@@ -65,9 +73,10 @@ async def test_a_large_send_completes_as_the_peer_drains_it() -> None:
         while len(received) < len(payload):
             received.extend(await client.receive_some(65536))
 
-    async with client, server, trio.open_nursery() as nursery:
-        nursery.start_soon(drain)
-        await server.send_all(payload)
+    with trio.fail_after(BOUND):
+        async with client, server, trio.open_nursery() as nursery:
+            nursery.start_soon(drain)
+            await server.send_all(payload)
     assert bytes(received) == payload
 
 
@@ -103,3 +112,76 @@ async def test_a_reset_by_the_peer_is_a_broken_stream() -> None:
             await server.receive_some()
         with pytest.raises(trio.BrokenResourceError):
             await server.send_all(b"421 bye\r\n")
+
+
+async def test_closing_wakes_a_task_blocked_in_a_large_send() -> None:
+    client, server = await accepted_pair()
+
+    async def send_until_closed() -> None:
+        with pytest.raises(trio.ClosedResourceError):
+            await server.send_all(b"y" * (32 * 1024 * 1024))  # blocks: nobody reads
+
+    with trio.fail_after(BOUND):
+        async with client, trio.open_nursery() as nursery:
+            nursery.start_soon(send_until_closed)
+            await trio.testing.wait_all_tasks_blocked()
+            await server.aclose()
+            await server.aclose()  # twice is fine
+
+
+async def test_a_bytearray_stays_resizable_after_a_send_cut_short(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    client, server = await accepted_pair()
+    buffer = bytearray(32 * 1024 * 1024)  # far more than the socket takes: the send waits
+    async with client, server:
+        try:
+            with trio.fail_after(1):  # the mock clock jumps there once the send waits
+                await server.send_all(buffer)
+        except trio.TooSlowError:
+            # Still handling it: the cut-short send's frame is alive in the exception's
+            # context. A slice of the buffer still exported there would make this raise
+            # BufferError.
+            buffer.clear()
+    assert len(buffer) == 0
+
+
+async def test_send_eof_after_a_reset_stays_broken() -> None:
+    client, server = await accepted_pair()
+    async with server:
+        client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await client.aclose()
+        with pytest.raises(trio.BrokenResourceError):
+            await server.receive_some()
+        for _ in range(2):  # the failed shutdown did not count as an EOF sent
+            with pytest.raises(trio.BrokenResourceError):
+                await server.send_eof()
+        with pytest.raises(trio.BrokenResourceError):
+            await server.send_all(b"x")
+
+
+async def test_a_call_that_fails_at_once_still_lets_other_tasks_run() -> None:
+    client, server = await accepted_pair()
+    server.socket.close()  # behind the stream's back: every call now fails at its first try
+    runs = 0
+
+    async def busy_other_task() -> None:
+        nonlocal runs
+        while True:
+            runs += 1
+            await trio.lowlevel.checkpoint()
+
+    with trio.fail_after(BOUND):
+        async with client, trio.open_nursery() as nursery:
+            nursery.start_soon(busy_other_task)
+            before = runs  # it has not run yet: starting it was no schedule point
+            # Trio runs the tasks of one batch in a random order, so one schedule point may
+            # resume this task first; across 20 of them the other task runs (unless each
+            # failing call skipped its schedule point).
+            for _ in range(20):
+                with pytest.raises(trio.ClosedResourceError):
+                    await server.receive_some()
+                with pytest.raises(trio.ClosedResourceError):
+                    await server.send_all(b"x")
+            assert runs > before
+            nursery.cancel_scope.cancel()

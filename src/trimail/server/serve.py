@@ -228,10 +228,15 @@ class Server:
                 proxied=self._proxy_trusted is not None,
                 ticket=ticket,
             )
-        except BaseException:
+        except BaseException as exc:
             ticket.release(trio.current_time())
             await trio.aclose_forcefully(transport)
-            raise
+            if not isinstance(exc, Exception):
+                raise
+            # One connection that cannot be set up (its socket failed as it was taken over)
+            # must not take the server down with it.
+            log.exception("session %s could not start", peer)
+            return
         if self.stopping:
             session.request_stop()
         self._sessions.add(session)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from typing import NoReturn
 
 import trio
 
@@ -50,6 +51,14 @@ def _stream_error(exc: OSError) -> trio.ClosedResourceError | trio.BrokenResourc
     return trio.BrokenResourceError(f"socket connection broken: {exc}")
 
 
+async def _raise_after_schedule_point(exc: OSError) -> NoReturn:
+    """Raise ``exc`` as a stream error after a schedule point, as trio does when a socket call
+    fails at its first try: a failing call still lets other tasks run."""
+    error = _stream_error(exc)
+    await trio.lowlevel.cancel_shielded_checkpoint()
+    raise error from exc
+
+
 class LeanSocketStream(trio.abc.HalfCloseableStream):
     """``trio.SocketStream``'s behaviour at about half its cost: the session's socket.
 
@@ -60,7 +69,7 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
     ``trimail bench`` with valgrind, see benchmarks/RESULTS.md). This class makes the same
     system calls with the same Trio semantics in one frame: every call is a checkpoint (a
     cancel point before any byte moves, and a schedule point: an I/O wait, or a
-    ``cancel_shielded_checkpoint`` once the call succeeded at once); OS errors become
+    ``cancel_shielded_checkpoint`` once the call succeeded or failed at once); OS errors become
     ``BrokenResourceError``, or ``ClosedResourceError`` on a closed socket; concurrent
     calls in one direction raise ``BusyResourceError``. Trio's generic stream checks
     (``trio.testing.check_half_closeable_stream``) run against it in the tests.
@@ -78,7 +87,11 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
         except BaseException:
             os.close(fd)
             raise
-        self.socket.setblocking(False)
+        try:
+            self.socket.setblocking(False)
+        except BaseException:
+            self.socket.close()
+            raise
         self._receiving = False
         self._sending = False
         self._sent_eof = False
@@ -99,7 +112,7 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
             except BlockingIOError:
                 pass
             except OSError as exc:
-                raise _stream_error(exc) from exc
+                await _raise_after_schedule_point(exc)
             else:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return data
@@ -123,23 +136,27 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
                 raise trio.ClosedResourceError("can't send data after sending EOF")
             await trio.lowlevel.checkpoint_if_cancelled()
             sock = self.socket
-            try:
-                sent = sock.send(data) if data else 0
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                raise _stream_error(exc) from exc
+            sent = 0
+            if data:
+                try:
+                    sent = sock.send(data)
+                except BlockingIOError:
+                    pass
+                except OSError as exc:
+                    await _raise_after_schedule_point(exc)
+            elif sock.fileno() == -1:
+                raise trio.ClosedResourceError("socket was already closed")
             if sent == len(data):
-                if not data and sock.fileno() == -1:
-                    raise trio.ClosedResourceError("socket was already closed")
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return
             with memoryview(data) as view:  # the rest, as the socket drains
-                remaining = view[sent:]
-                while remaining:
+                while sent < len(view):
                     await trio.lowlevel.wait_writable(sock)
                     try:
-                        remaining = remaining[sock.send(remaining) :]
+                        # Each slice released at once, as trio does: a caller's bytearray
+                        # stays resizable however the send ends.
+                        with view[sent:] as remaining:
+                            sent += sock.send(remaining)
                     except BlockingIOError:
                         pass
                     except OSError as exc:
@@ -166,11 +183,11 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
             await trio.lowlevel.checkpoint()
             if self._sent_eof:
                 return
-            self._sent_eof = True
             try:
                 self.socket.shutdown(socket.SHUT_WR)
             except OSError as exc:
                 raise _stream_error(exc) from exc
+            self._sent_eof = True  # only once it worked, as trio's socket marks it
         finally:
             self._sending = False
 
