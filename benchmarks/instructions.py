@@ -77,23 +77,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--read-size", type=int, default=None, help="octets per message read")
     args = parser.parse_args(argv)
-    servers = [name for name in args.servers.split(",") if name]
-    unknown = sorted(set(servers) - set(SERVERS))
-    if unknown:
-        parser.error(f"--servers: unknown {', '.join(unknown)}; choose from {', '.join(SERVERS)}")
-    if shutil.which("valgrind") is None:
-        print("instructions.py: valgrind not found; install it: apt-get install valgrind")
+    servers = chosen_servers(parser, args.servers, SERVERS)
+    if not valgrind_found("instructions.py"):
         return 2
     counts = {
         name: per_message(name, args.base, args.messages, args.size, args.read_size)
         for name in servers
     }
-    print(f"instructions per message ({args.messages} x {args.size} B, session_alone.py)")
+    print_counts(f"{args.messages} x {args.size} B, session_alone.py", counts)
+    return 0
+
+
+def chosen_servers(parser: argparse.ArgumentParser, names: str, known: Sequence[str]) -> list[str]:
+    """The ``--servers`` list, or a usage error (exit 2) naming the unknown ones."""
+    servers = [name for name in names.split(",") if name]
+    unknown = sorted(set(servers) - set(known))
+    if unknown:
+        parser.error(f"--servers: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
+    return servers
+
+
+def valgrind_found(script: str) -> bool:
+    if shutil.which("valgrind") is None:
+        print(f"{script}: valgrind not found; install it: apt-get install valgrind")
+        return False
+    return True
+
+
+def print_counts(what: str, counts: dict[str, float]) -> None:
+    """One line per server, with its ratio to the floor when the floor was counted."""
+    print(f"instructions per message ({what})")
     reference = counts.get("floor")
     for name, count in counts.items():
         ratio = f"  {count / reference:.2f}x floor" if reference else ""
         print(f"{name:18s} {count:12,.0f}{ratio}")
-    return 0
 
 
 if __name__ == "__main__":

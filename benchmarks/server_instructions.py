@@ -18,7 +18,6 @@ the defaults).
 from __future__ import annotations
 
 import argparse
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,7 +27,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from instructions import VALGRIND, read_refs
+from instructions import VALGRIND, chosen_servers, print_counts, read_refs, valgrind_found
 
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -114,25 +113,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--servers", default=",".join(SERVERS))
     args = parser.parse_args(argv)
-    servers = [name for name in args.servers.split(",") if name]
-    unknown = sorted(set(servers) - set(SERVERS))
-    if unknown:
-        parser.error(f"--servers: unknown {', '.join(unknown)}; choose from {', '.join(SERVERS)}")
-    if shutil.which("valgrind") is None:
-        print("server_instructions.py: valgrind not found; install it: apt-get install valgrind")
+    servers = chosen_servers(parser, args.servers, SERVERS)
+    if not valgrind_found("server_instructions.py"):
         return 2
     counts = {
         name: per_message(name, args.base, args.messages, args.sessions, args.size)
         for name in servers
     }
-    print(
-        f"instructions per message ({args.messages} x {args.size} B, {args.sessions} sessions,"
-        " trimail bench over 127.0.0.1)"
-    )
-    reference = counts.get("floor")
-    for name, count in counts.items():
-        ratio = f"  {count / reference:.2f}x floor" if reference else ""
-        print(f"{name:18s} {count:12,.0f}{ratio}")
+    what = f"{args.messages} x {args.size} B, {args.sessions} sessions, trimail bench"
+    print_counts(what, counts)
     return 0
 
 

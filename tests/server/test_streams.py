@@ -24,6 +24,12 @@ async def accepted_pair() -> tuple[LeanSocketStream, LeanSocketStream]:
     return LeanSocketStream(client), LeanSocketStream(server)
 
 
+async def reset_by(client: LeanSocketStream) -> None:
+    """Close ``client`` with SO_LINGER 0, which sends a RST instead of a FIN."""
+    client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    await client.aclose()
+
+
 async def fill(stream: LeanSocketStream) -> None:
     """Send until the socket buffers are full (trio's own SocketStream test does the same)."""
 
@@ -105,9 +111,7 @@ async def test_a_cancelled_send_sends_nothing() -> None:
 async def test_a_reset_by_the_peer_is_a_broken_stream() -> None:
     client, server = await accepted_pair()
     async with server:
-        # SO_LINGER 0: closing sends a RST instead of a FIN.
-        client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        await client.aclose()
+        await reset_by(client)
         with pytest.raises(trio.BrokenResourceError):
             await server.receive_some()
         with pytest.raises(trio.BrokenResourceError):
@@ -149,8 +153,7 @@ async def test_a_bytearray_stays_resizable_after_a_send_cut_short(
 async def test_send_eof_after_a_reset_stays_broken() -> None:
     client, server = await accepted_pair()
     async with server:
-        client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        await client.aclose()
+        await reset_by(client)
         with pytest.raises(trio.BrokenResourceError):
             await server.receive_some()
         for _ in range(2):  # the failed shutdown did not count as an EOF sent
