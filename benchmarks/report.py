@@ -5,8 +5,9 @@ during it. Interleaving (A B C, A B C, ...) spreads every burst over all servers
 charging it to one, and the median of the rounds ignores the round a burst hit. The spread
 ``(max - min) / median`` is printed next to each median so a noisy cell is visible as noisy.
 
-Ratios are read against two references: the Trio floor (what any Trio server could at most
-reach) and aiosmtpd (the usual Python choice): the discard rows against aiosmtpd's ``Sink``,
+Ratios are read against two references: the Trio floor (what a Trio server on
+``trio.SocketStream`` could at most reach; the ``floor-lean`` row shows it on trimail's leaner
+socket layer) and aiosmtpd (the usual Python choice): the discard rows against aiosmtpd's ``Sink``,
 the Maildir row against aiosmtpd's ``Mailbox``.
 """
 

@@ -11,8 +11,8 @@ the server's own work per message, repeatable to ~1% between runs, which time on
 It counts user-space instructions only (no system calls, no cache misses).
 
 Run: ``python benchmarks/server_instructions.py [--servers trimail,floor,...] [--messages N]
-[--base N] [--sessions N] [--size BYTES]`` (needs ``valgrind``; about a minute per server at
-the defaults).
+[--base N] [--sessions N] [--size BYTES]`` (needs ``valgrind``; about 2 minutes per server
+at the defaults).
 """
 
 from __future__ import annotations
@@ -82,9 +82,10 @@ def count_instructions(server: str, messages: int, sessions: int, size: int) -> 
                 *("--sessions", str(sessions), "--messages", str(messages)),
                 *("--size", str(size), "--timeout", "300", "--json"),
             ]
-            subprocess.run(
-                bench, capture_output=True, timeout=BENCH_SECONDS, check=True
-            )  # check: a failed load would make the count meaningless
+            done = subprocess.run(bench, capture_output=True, timeout=BENCH_SECONDS, check=False)
+            if done.returncode != 0:  # a failed load would make the count meaningless
+                tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:]
+                raise SystemExit(f"trimail bench against {server} failed: {tail or '?'}")
         finally:
             process.send_signal(signal.SIGTERM)
             try:

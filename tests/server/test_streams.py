@@ -62,12 +62,13 @@ async def test_passes_trios_generic_half_closeable_stream_checks() -> None:
 
 
 async def test_keeps_the_options_trio_set_on_the_accepted_socket() -> None:
-    client, server = await accepted_pair()
-    async with client, server:
-        assert server.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-        if hasattr(socket, "TCP_NOTSENT_LOWAT"):  # trio sets it where the OS has it
-            assert server.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT)
-        assert server.socket.getblocking() is False
+    with trio.fail_after(BOUND):
+        client, server = await accepted_pair()
+        async with client, server:
+            assert server.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            if hasattr(socket, "TCP_NOTSENT_LOWAT"):  # trio sets it where the OS has it
+                assert server.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT)
+            assert server.socket.getblocking() is False
 
 
 async def test_a_large_send_completes_as_the_peer_drains_it() -> None:
@@ -87,35 +88,38 @@ async def test_a_large_send_completes_as_the_peer_drains_it() -> None:
 
 
 async def test_a_cancelled_receive_consumes_nothing() -> None:
-    client, server = await accepted_pair()
-    async with client, server:
-        await client.send_all(b"MAIL FROM:<a@b.example>\r\n")
-        with trio.CancelScope() as scope:
-            scope.cancel()
-            await server.receive_some()
-        assert scope.cancelled_caught
-        assert await server.receive_some() == b"MAIL FROM:<a@b.example>\r\n"
+    with trio.fail_after(BOUND):
+        client, server = await accepted_pair()
+        async with client, server:
+            await client.send_all(b"MAIL FROM:<a@b.example>\r\n")
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await server.receive_some()
+            assert scope.cancelled_caught
+            assert await server.receive_some() == b"MAIL FROM:<a@b.example>\r\n"
 
 
 async def test_a_cancelled_send_sends_nothing() -> None:
-    client, server = await accepted_pair()
-    async with client, server:
-        with trio.CancelScope() as scope:
-            scope.cancel()
-            await server.send_all(b"250 ok\r\n")
-        assert scope.cancelled_caught
-        await server.send_eof()
-        assert await client.receive_some() == b""
+    with trio.fail_after(BOUND):
+        client, server = await accepted_pair()
+        async with client, server:
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await server.send_all(b"250 ok\r\n")
+            assert scope.cancelled_caught
+            await server.send_eof()
+            assert await client.receive_some() == b""
 
 
 async def test_a_reset_by_the_peer_is_a_broken_stream() -> None:
-    client, server = await accepted_pair()
-    async with server:
-        await reset_by(client)
-        with pytest.raises(trio.BrokenResourceError):
-            await server.receive_some()
-        with pytest.raises(trio.BrokenResourceError):
-            await server.send_all(b"421 bye\r\n")
+    with trio.fail_after(BOUND):
+        client, server = await accepted_pair()
+        async with server:
+            await reset_by(client)
+            with pytest.raises(trio.BrokenResourceError):
+                await server.receive_some()
+            with pytest.raises(trio.BrokenResourceError):
+                await server.send_all(b"421 bye\r\n")
 
 
 async def test_closing_wakes_a_task_blocked_in_a_large_send() -> None:
@@ -151,16 +155,17 @@ async def test_a_bytearray_stays_resizable_after_a_send_cut_short(
 
 
 async def test_send_eof_after_a_reset_stays_broken() -> None:
-    client, server = await accepted_pair()
-    async with server:
-        await reset_by(client)
-        with pytest.raises(trio.BrokenResourceError):
-            await server.receive_some()
-        for _ in range(2):  # the failed shutdown did not count as an EOF sent
+    with trio.fail_after(BOUND):
+        client, server = await accepted_pair()
+        async with server:
+            await reset_by(client)
             with pytest.raises(trio.BrokenResourceError):
-                await server.send_eof()
-        with pytest.raises(trio.BrokenResourceError):
-            await server.send_all(b"x")
+                await server.receive_some()
+            for _ in range(2):  # the failed shutdown did not count as an EOF sent
+                with pytest.raises(trio.BrokenResourceError):
+                    await server.send_eof()
+            with pytest.raises(trio.BrokenResourceError):
+                await server.send_all(b"x")
 
 
 async def test_a_call_that_fails_at_once_still_lets_other_tasks_run() -> None:

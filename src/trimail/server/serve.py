@@ -233,8 +233,8 @@ class Server:
             await trio.aclose_forcefully(transport)
             if not isinstance(exc, Exception):
                 raise
-            # One connection that cannot be set up (its socket failed as it was taken over)
-            # must not take the server down with it.
+            # One connection that cannot be set up (its socket failed as it was taken over,
+            # or the session could not be made) must not take the server down with it.
             log.exception("session %s could not start", peer)
             return
         if self.stopping:

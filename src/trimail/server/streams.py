@@ -62,12 +62,12 @@ async def _raise_after_schedule_point(exc: OSError) -> NoReturn:
 class LeanSocketStream(trio.abc.HalfCloseableStream):
     """``trio.SocketStream``'s behaviour at about half its cost: the session's socket.
 
-    Under load trio's SocketStream costs ~27k instructions per call on top of the system call
-    itself: two context managers (one a generator), the socket's async wrapper and its
-    ``_try_sync`` protocol, each a layer of Python frames. A 1 KiB message takes four calls, so
-    this was ~108k of the ~530k instructions trimail ran per message (measured under
-    ``trimail bench`` with valgrind, see benchmarks/RESULTS.md). This class makes the same
-    system calls with the same Trio semantics in one frame: every call is a checkpoint (a
+    trio's SocketStream runs ~27k more instructions per call than this class (a socketpair
+    ping-pong under valgrind): two context managers (one a generator), the socket's async
+    wrapper, its helper and its ``_try_sync`` protocol, each a layer of Python frames. A 1 KiB
+    message takes four calls; under ``trimail bench`` the server's count fell from ~531k to
+    ~429k instructions per message with this class (benchmarks/RESULTS.md). It makes the
+    same system calls with the same Trio semantics in one frame: every call is a checkpoint (a
     cancel point before any byte moves, and a schedule point: an I/O wait, or a
     ``cancel_shielded_checkpoint`` once the call succeeded or failed at once); OS errors become
     ``BrokenResourceError``, or ``ClosedResourceError`` on a closed socket; concurrent
