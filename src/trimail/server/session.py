@@ -291,7 +291,7 @@ class Session:
                     if message is None or self._spool_failed:
                         continue
                     if not message.write_in_memory(data):
-                        await self._write(data)
+                        await self._write(message, data)
                 case MessageComplete(envelope=envelope):
                     await self._deliver(envelope)
                 case MessageRejected(reply=reply):
@@ -618,10 +618,9 @@ class Session:
             spool_directory=context.spool_directory,
         )
 
-    async def _write(self, data: bytes) -> None:
-        message = self._message
-        if message is None or self._spool_failed:
-            return
+    async def _write(self, message: Message, data: bytes) -> None:
+        """Content that reaches the spool file (the caller skips a message whose spool
+        already failed)."""
         try:
             await message.write(data)
         except OSError as exc:
