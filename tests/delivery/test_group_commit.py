@@ -26,6 +26,8 @@ class GatedStore:
     let it finish. Jobs are ints; a negative job fails with ValueError, others answer job*10."""
 
     def __init__(self) -> None:
+        # The store runs in a plain worker thread, so it calls into Trio through the token.
+        self._token = trio.lowlevel.current_trio_token()
         self.batches: list[list[int]] = []
         self.finished: list[list[int]] = []
         self._gate = threading.Semaphore(0)
@@ -37,7 +39,7 @@ class GatedStore:
         batch = list(jobs)
         with self._lock:
             self.batches.append(batch)
-        trio.from_thread.run_sync(self.started_send.send_nowait, batch)
+        trio.from_thread.run_sync(self.started_send.send_nowait, batch, trio_token=self._token)
         # The timeout is a safety net: a failed assertion must not leave threads parked forever.
         self._gate.acquire(timeout=SAFETY_NET)
         with self._lock:
@@ -109,10 +111,11 @@ async def test_at_most_max_batches_run_at_once_each_at_most_max_batch_size() -> 
     with trio.fail_after(SAFETY_NET * 2):
         async with trio.open_nursery() as nursery:
             jobs = Submitter(commit, nursery)
-            await jobs.submit(1, 2, *range(3, 10))
-            first_two = [await store.started.receive(), await store.started.receive()]
-            assert sorted(first_two) == [[1], [2]]
-            await trio.testing.wait_all_tasks_blocked()
+            await jobs.submit(1)
+            assert await store.started.receive() == [1]
+            await jobs.submit(2)  # a second thread: the first is busy
+            assert await store.started.receive() == [2]
+            await jobs.submit(*range(3, 10))
             assert commit.in_flight == 2  # 3..9 queue: no third thread
             assert store.started.statistics().current_buffer_used == 0
             store.release()  # [1] or [2] ends; the next batch takes the first three queued
@@ -188,11 +191,12 @@ async def queue_behind_a_running_batch(
     waiting: Cancellable,
     *first: int,
 ) -> Submitter:
-    """Submit ``first`` (its first job's batch starts and parks in the store), then
-    ``waiting``'s job, which queues behind that batch."""
+    """Submit ``first[0]`` and wait until its batch starts and parks in the store, then the
+    rest of ``first`` and ``waiting``'s job, which queue behind that batch."""
     jobs = Submitter(waiting.commit, nursery)
-    await jobs.submit(*first)
+    await jobs.submit(first[0])
     assert await store.started.receive() == [first[0]]
+    await jobs.submit(*first[1:])
     nursery.start_soon(waiting.run)
     await trio.testing.wait_all_tasks_blocked()
     return jobs
@@ -239,15 +243,14 @@ async def test_a_job_cancelled_in_flight_is_finished_and_its_result_returned() -
     assert store.finished == [[1], [2]]
 
 
-async def test_a_job_cancelled_while_waiting_in_a_batch_led_by_another_task() -> None:
-    """The task that runs a batch is not always the one whose job is in it."""
+async def test_a_job_cancelled_while_sharing_its_batch_is_finished_with_the_others() -> None:
     store = GatedStore()
     commit = GroupCommit(store, max_batches=1, max_batch_size=10)
     third = Cancellable(commit, 3)
     with trio.fail_after(SAFETY_NET * 2):
         async with trio.open_nursery() as nursery:
             jobs = await queue_behind_a_running_batch(store, nursery, third, 1, 2)
-            await cancel_in_flight(store, third, [2, 3])  # led by 2's task
+            await cancel_in_flight(store, third, [2, 3])
     assert third.result == 30
     assert jobs.results == {1: 10, 2: 20}
 
@@ -270,3 +273,141 @@ def test_bounds_must_be_positive() -> None:
     for batches, size in ((0, 1), (1, 0)):
         with pytest.raises(ValueError, match="at least 1"):
             GroupCommit(lambda jobs: [], max_batches=batches, max_batch_size=size)
+
+
+class CountingStore:
+    """A store that records each batch and the most batches it ever saw at once. Each call
+    holds its slot briefly so that concurrent batches overlap; the assertions hold whether
+    or not they do."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self._lock = threading.Lock()
+        self._running = 0
+        self.peak = 0
+
+    def __call__(self, jobs: Sequence[int]) -> list[int | Exception]:
+        with self._lock:
+            self._running += 1
+            self.peak = max(self.peak, self._running)
+            self.batches.append(list(jobs))
+        threading.Event().wait(0.001)
+        with self._lock:
+            self._running -= 1
+        return [job * 10 for job in jobs]
+
+
+async def submit_all(
+    commit: GroupCommit[int, int], jobs: Sequence[int], arrived: list[int] | None = None
+) -> dict[int, int]:
+    """Submit every job from its own task, all in one scheduling tick (Trio picks the order:
+    ``arrived`` records it)."""
+    results: dict[int, int] = {}
+
+    async def one(job: int) -> None:
+        if arrived is not None:
+            arrived.append(job)  # no checkpoint before submit queues it: the queue's order
+        results[job] = await commit.submit(job)
+
+    with trio.fail_after(SAFETY_NET):
+        async with trio.open_nursery() as nursery:
+            for job in jobs:
+                nursery.start_soon(one, job)
+    return results
+
+
+async def test_a_burst_never_runs_more_than_max_batches_each_in_arrival_order() -> None:
+    store = CountingStore()
+    commit = GroupCommit(store, max_batches=2, max_batch_size=3)
+    arrived: list[int] = []
+    results = await submit_all(commit, range(50), arrived)
+    assert results == {job: job * 10 for job in range(50)}
+    assert store.peak <= 2
+    assert all(1 <= len(batch) <= 3 for batch in store.batches)
+    # Each batch is a run of consecutive arrivals, and together they hold every job once.
+    for batch in store.batches:
+        start = arrived.index(batch[0])
+        assert arrived[start : start + len(batch)] == batch
+    assert sorted(job for batch in store.batches for job in batch) == list(range(50))
+    assert (commit.batches, commit.jobs, commit.in_flight) == (len(store.batches), 50, 0)
+
+
+async def test_a_store_that_raises_past_exception_fails_its_batch_and_the_lane_goes_on() -> None:
+    calls: list[list[int]] = []
+    first_in_store, second_queued = threading.Event(), threading.Event()
+
+    def store(jobs: Sequence[int]) -> list[int | Exception]:
+        calls.append(list(jobs))
+        if len(calls) == 1:
+            first_in_store.set()
+            second_queued.wait(SAFETY_NET)  # a safety net, never a wait
+            raise SystemExit("a store bug")
+        return [job * 10 for job in jobs]
+
+    commit: GroupCommit[int, int] = GroupCommit(store, max_batches=1, max_batch_size=10)
+    results: dict[int, int | Exception] = {}
+
+    async def one(job: int) -> None:
+        try:
+            results[job] = await commit.submit(job)
+        except RuntimeError as exc:
+            results[job] = exc
+
+    with trio.fail_after(SAFETY_NET * 2):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(one, 1)
+            assert await trio.to_thread.run_sync(first_in_store.wait, SAFETY_NET)
+            nursery.start_soon(one, 2)
+            await trio.testing.wait_all_tasks_blocked()
+            second_queued.set()
+        # 2 was queued behind the failed batch: another thread took it.
+        assert await commit.submit(3) == 30  # and the lane's one worker slot was given back
+    assert str(results[1]) == "batch did not finish"
+    assert results[2] == 20
+    assert calls == [[1], [2], [3]]
+    assert commit.in_flight == 0
+
+
+async def test_a_worker_thread_that_cannot_start_withdraws_the_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stored: list[list[int]] = []
+
+    def store(jobs: Sequence[int]) -> list[int | Exception]:
+        stored.append(list(jobs))
+        return [job * 10 for job in jobs]
+
+    def no_threads(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("can't start new thread")
+
+    commit: GroupCommit[int, int] = GroupCommit(store, max_batches=1, max_batch_size=10)
+    with monkeypatch.context() as patch:
+        patch.setattr(trio.lowlevel, "start_thread_soon", no_threads)
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            await commit.submit(1)
+    with trio.fail_after(SAFETY_NET):
+        assert await commit.submit(2) == 20
+    assert stored == [[2]]  # 1 was withdrawn, and its worker slot given back
+
+
+def test_runs_sharing_one_group_commit_each_get_their_own_answers() -> None:
+    store = CountingStore()
+    commit = GroupCommit(store, max_batches=1, max_batch_size=64)
+    answers: dict[str, dict[int, int]] = {}
+
+    def run(name: str, jobs: range) -> None:
+        answers[name] = trio.run(submit_all, commit, jobs)
+
+    threads = [
+        threading.Thread(target=run, args=("first", range(0, 40))),
+        threading.Thread(target=run, args=("second", range(100, 140))),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(SAFETY_NET * 2)
+    assert answers == {
+        "first": {job: job * 10 for job in range(0, 40)},
+        "second": {job: job * 10 for job in range(100, 140)},
+    }
+    assert commit.jobs == 80

@@ -426,11 +426,12 @@ class DirectoryFsyncGate:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self._gate = threading.Semaphore(0)
         self.arrived_send, self.arrived = trio.open_memory_channel[int](100)
+        token = trio.lowlevel.current_trio_token()  # the fsync runs in a plain worker thread
         real_fsync = os.fsync
 
         def gated_fsync(fd: int) -> None:
             if stat.S_ISDIR(os.fstat(fd).st_mode):
-                trio.from_thread.run_sync(self.arrived_send.send_nowait, fd)
+                trio.from_thread.run_sync(self.arrived_send.send_nowait, fd, trio_token=token)
                 self._gate.acquire(timeout=30)  # a safety net, never a wait
             real_fsync(fd)
 

@@ -1,8 +1,8 @@
 """Durable Maildir delivery: tmp/ -> write -> fsync -> rename into new/ -> fsync new/.
 
 Only after the directory fsync does ``deliver`` return, so a 250 means the message survives a
-power cut. Concurrent deliveries are written in batches (see group_commit): one worker-thread
-round trip and one fsync of new/ per batch instead of per message, the writeback of every file
+power cut. Concurrent deliveries are written in batches (see group_commit): one wake-up of the
+event loop and one fsync of new/ per batch instead of per message, the writeback of every file
 in the batch started before the first fsync waits (see writeback), and a bounded number of
 worker threads, so a slow disk never blocks the event loop. A large message is copied from its
 spool file.
