@@ -31,20 +31,23 @@ from instructions import VALGRIND, chosen_servers, print_counts, read_refs, valg
 
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
-SERVERS = ("trimail", "floor", "floor-validating", "floor-lean")
+SERVERS = ("trimail", "trimail-maildir", "floor", "floor-validating", "floor-lean")
 #: Bounds on each step, so a stuck server or generator ends the run with a message.
 START_SECONDS = 120.0
 BENCH_SECONDS = 600.0
 STOP_SECONDS = 120.0
 
 
-def server_command(server: str, port: int) -> list[str]:
-    """The command line of ``server`` listening on ``HOST:port``."""
+def server_command(server: str, port: int, workdir: Path) -> list[str]:
+    """The command line of ``server`` listening on ``HOST:port`` (a Maildir goes in ``workdir``)."""
+    trimail = [
+        *(sys.executable, "-m", "trimail", "serve"),
+        *("--listen", f"{HOST}:{port}", "--hostname", "bench.test"),
+    ]
     if server == "trimail":
-        return [
-            *(sys.executable, "-m", "trimail", "serve", "--delivery", "discard"),
-            *("--listen", f"{HOST}:{port}", "--hostname", "bench.test"),
-        ]
+        return [*trimail, "--delivery", "discard"]
+    if server == "trimail-maildir":
+        return [*trimail, "--maildir", str(workdir / "maildir")]
     flags = {"floor": [], "floor-validating": ["--validate"], "floor-lean": ["--lean-socket"]}
     return [sys.executable, str(HERE / "floor.py"), "--port", str(port), *flags[server]]
 
@@ -71,10 +74,9 @@ def wait_until_listening(port: int, server: subprocess.Popen[bytes]) -> None:
 def count_instructions(server: str, messages: int, sessions: int, size: int) -> int:
     """User-space instructions of one server run that received ``messages`` messages."""
     port = free_port()
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [*VALGRIND, *server_command(server, port)], stdout=subprocess.DEVNULL, stderr=log
-        )
+    with tempfile.TemporaryFile() as log, tempfile.TemporaryDirectory() as workdir:
+        command = server_command(server, port, Path(workdir))
+        process = subprocess.Popen([*VALGRIND, *command], stdout=subprocess.DEVNULL, stderr=log)
         try:
             wait_until_listening(port, process)
             bench = [

@@ -28,9 +28,12 @@ def test_the_count_is_the_difference_of_two_runs(monkeypatch: pytest.MonkeyPatch
     assert runs == [500, 1500]
 
 
-def test_a_run_without_valgrind_output_says_which_server(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("server", ["floor-lean", "trimail-maildir"])
+def test_a_run_without_valgrind_output_says_which_server(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Without valgrind in front, the whole run is real (server, load, stop) but no count is
     # printed: the script must notice rather than report a number.
     monkeypatch.setattr(server_instructions, "VALGRIND", ())
-    with pytest.raises(SystemExit, match="valgrind printed no count for floor-lean"):
-        server_instructions.count_instructions("floor-lean", messages=5, sessions=2, size=1024)
+    with pytest.raises(SystemExit, match=f"valgrind printed no count for {server}"):
+        server_instructions.count_instructions(server, messages=5, sessions=2, size=1024)
