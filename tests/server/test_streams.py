@@ -184,3 +184,15 @@ async def test_a_call_that_fails_at_once_still_lets_other_tasks_run() -> None:
                     await server.send_all(b"x")
             assert runs > before
             nursery.cancel_scope.cancel()
+
+
+async def test_a_refused_receive_size_is_still_a_checkpoint() -> None:
+    with trio.fail_after(BOUND):
+        client, server = await accepted_pair()
+        async with client, server:
+            with pytest.raises(ValueError, match="max_bytes must be >= 1"):
+                await server.receive_some(0)
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await server.receive_some(0)  # the cancel strikes before the refusal
+            assert scope.cancelled_caught

@@ -100,6 +100,7 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
         if max_bytes is None:
             max_bytes = DEFAULT_RECEIVE_SIZE
         elif max_bytes < 1:
+            await trio.lowlevel.checkpoint()  # a checkpoint even when refused, as trio's is
             raise ValueError("max_bytes must be >= 1")
         if self._receiving:
             raise trio.BusyResourceError("another task is receiving on this stream")
