@@ -104,7 +104,7 @@ class GroupCommit(Generic[Job, Result]):
                 self._workers += 1
         try:
             if start_worker:
-                self._start_worker(counted=True)
+                self._start_worker()
             await entry.done.wait()
         except BaseException as exc:  # Cancelled, or a worker thread that could not start
             with self._lock:
@@ -122,13 +122,8 @@ class GroupCommit(Generic[Job, Result]):
             raise entry.error
         return entry.result  # type: ignore[return-value]  # done without error: a Result
 
-    def _start_worker(self, *, counted: bool) -> None:
-        """Start a worker thread; ``counted``: the caller already counted it in ``_workers``."""
-        if not counted:
-            with self._lock:
-                if not self._queue or self._workers >= self._max_batches:
-                    return
-                self._workers += 1
+    def _start_worker(self) -> None:
+        """Start a worker thread, already counted in ``_workers`` by the caller."""
         try:
             trio.lowlevel.start_thread_soon(self._work, _worker_ended)
         except BaseException:
@@ -144,10 +139,13 @@ class GroupCommit(Generic[Job, Result]):
         except BaseException:
             # Only a store that raised past Exception (SystemExit, a Cancelled from calling
             # into Trio) gets here: its batch is answered, and the jobs queued behind it get
-            # another thread, so none of them waits forever.
+            # another thread in this one's slot, so none of them waits forever.
             with self._lock:
-                self._workers -= 1
-            self._start_worker(counted=False)
+                replace = bool(self._queue)
+                if not replace:
+                    self._workers -= 1
+            if replace:
+                self._start_worker()
             raise
 
     def _run_one_batch(self) -> bool:
