@@ -232,6 +232,13 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _c_module_in_use() -> bool:
+    """Whether the servers run trimail's optional C module (built by pip where a compiler is)."""
+    from trimail.protocol import body  # noqa: PLC0415  (checked importable in main first)
+
+    return body.ACCELERATED
+
+
 def machine_meta(settings: Settings, peers: Peers, notes: list[str]) -> dict[str, JsonValue]:
     postfix = _command_output(["postconf", "-d", "-h", "mail_version"])
     return {
@@ -242,6 +249,7 @@ def machine_meta(settings: Settings, peers: Peers, notes: list[str]) -> dict[str
         "loadavg_start": list(os.getloadavg()),
         "python": platform.python_version(),
         "trimail": importlib.metadata.version("trimail"),
+        "trimail_c_module": _c_module_in_use(),
         "git": _command_output(["git", "-C", str(HERE), "describe", "--always", "--dirty"]),
         "aiosmtpd": peers.versions.get("aiosmtpd"),
         "matplotlib": peers.versions.get("matplotlib"),
@@ -462,7 +470,8 @@ def markdown(
         f"- command: `{meta['command']}`",
         f"- machine: {meta['nproc']} CPUs ({meta['cpu']}), load average at start "
         f"{_loadavg(meta.get('loadavg_start'))}, at end {_loadavg(meta.get('loadavg_end'))}",
-        f"- software: Python {meta['python']}, trimail {meta['trimail']} ({meta['git']}), "
+        f"- software: Python {meta['python']}, trimail {meta['trimail']} ({meta['git']}; "
+        f"C module {'in use' if meta.get('trimail_c_module') else 'not built'}), "
         f"aiosmtpd {meta['aiosmtpd']}, Postfix {meta['postfix']}; temp files on "
         f"{meta['tmp_filesystem']}",
         f"- method: median of {meta['rounds']} interleaved rounds, ~{meta['target_seconds']} s "

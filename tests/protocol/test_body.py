@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import shutil
+import sysconfig
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trimail.protocol import replies
+from trimail.protocol import body, replies
 from trimail.protocol.body import _DOT_HOPS as DOT_HOPS
-from trimail.protocol.body import BodyDecoder, BodyError, has_bare_newline
+from trimail.protocol.body import BodyDecoder, BodyError, has_bare_newline_python
 from trimail.protocol.events import (
     MailFromRequest,
     MessageComplete,
@@ -284,23 +287,83 @@ _NEWLINE_PIECES = st.sampled_from(
 )
 
 
+def _c_has_bare_newline() -> Callable[[bytes], bool]:
+    from trimail.protocol import _speedups  # noqa: PLC0415  (absent without a C compiler)
+
+    return _speedups.has_bare_newline
+
+
+#: Both versions of the check: the C module's (where it was built) and the pure-Python one.
+CHECKS = [
+    pytest.param(
+        _c_has_bare_newline,
+        id="c",
+        marks=pytest.mark.skipif(
+            not body.ACCELERATED, reason="trimail was installed without its C module"
+        ),
+    ),
+    pytest.param(lambda: has_bare_newline_python, id="python"),
+]
+
+
+def test_the_c_module_is_built_wherever_a_c_compiler_is() -> None:
+    # Its build is optional (setup.py), so a broken build would pass silently as the Python
+    # fallback: on a machine that can compile it, it must be there and in use.
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        pytest.skip(f"no C compiler ({compiler}): the pure-Python check is the expected one")
+    assert body.ACCELERATED
+    assert body.has_bare_newline is _c_has_bare_newline()
+
+
+@pytest.mark.parametrize("check", CHECKS)
 @settings(max_examples=1000, deadline=None, database=None)
-@given(st.lists(_NEWLINE_PIECES, max_size=120).map(b"".join))
-def test_has_bare_newline_is_the_counting_definition(content: bytes) -> None:
+@given(content=st.lists(_NEWLINE_PIECES, max_size=120).map(b"".join))
+def test_has_bare_newline_is_the_counting_definition(
+    check: Callable[[], Callable[[bytes], bool]], content: bytes
+) -> None:
     # Long lines take the replace() branch, short ones the count() branch; pieces of both
     # kinds push the number of CRs just under, at and over the replace() limit.
-    assert has_bare_newline(content) is count_bare_newlines(content)
+    assert check()(content) is count_bare_newlines(content)
 
 
+@pytest.mark.parametrize("check", CHECKS)
+@settings(max_examples=500, deadline=None, database=None)
+@given(content=st.binary(max_size=300))
+def test_has_bare_newline_on_any_bytes(
+    check: Callable[[], Callable[[bytes], bool]], content: bytes
+) -> None:
+    assert check()(content) is count_bare_newlines(content)
+
+
+@pytest.mark.parametrize("check", CHECKS)
 @pytest.mark.parametrize("line", [b"", b"a", b"x" * 30, b"x" * 31, b"x" * 78])
 @pytest.mark.parametrize("flaw", [b"", b"\r", b"\n", b"\n\r"])
-def test_has_bare_newline_on_both_sides_of_the_line_length_switch(line: bytes, flaw: bytes) -> None:
+def test_has_bare_newline_on_both_sides_of_the_line_length_switch(
+    check: Callable[[], Callable[[bytes], bool]], line: bytes, flaw: bytes
+) -> None:
+    # The C loop is vectorized: 500 lines put flaws in its vector body, 1 and 10 in its tail.
+    has_bare_newline = check()
     for lines in (1, 10, 500):
         for where in (0, lines // 2, lines):
             parts = [line + b"\r\n"] * lines
             parts.insert(where, flaw)
             content = b"".join(parts)
             assert has_bare_newline(content) is count_bare_newlines(content), (line, flaw)
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_has_bare_newline_at_every_offset_of_a_long_body(
+    check: Callable[[], Callable[[bytes], bool]],
+) -> None:
+    # One flaw at each position across several vector widths, and at both ends.
+    has_bare_newline = check()
+    clean = b"ab\r\n" * 40
+    assert has_bare_newline(clean) is False
+    for flaw in (b"\r", b"\n"):
+        for at in range(len(clean) + 1):
+            content = clean[:at] + flaw + clean[at:]
+            assert has_bare_newline(content) is count_bare_newlines(content), (flaw, at)
 
 
 #: Bodies that take each path of ``feed``: many mid-line dots (past the memchr hop budget)
@@ -321,8 +384,12 @@ SHORTCUT_BODIES = [
 ]
 
 
+@pytest.mark.parametrize("check", CHECKS)
 @pytest.mark.parametrize("wire", SHORTCUT_BODIES)
-def test_shortcuts_at_every_split(wire: bytes) -> None:
+def test_shortcuts_at_every_split(
+    check: Callable[[], Callable[[bytes], bool]], wire: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(body, "has_bare_newline", check())
     for max_size in (1 << 40, 40):
         for pieces in splits(wire):
             result = decode(pieces, max_size)

@@ -16,13 +16,15 @@ Where the time goes (CPython 3.11, 64 KiB of 80-octet lines): ``bytes.find`` of 
 ``memchr``, about 1 µs; ``find`` or ``count`` of a two- or three-byte pattern is a skip loop
 that moves a few bytes per step, 40-90 µs, and ``count`` of one byte is a plain loop, ~30 µs.
 So the first line-start dot is looked for by hopping from "." to "." with ``memchr`` (base64
-holds no dots at all), and bare newlines are found with single-byte ``replace`` calls (which
-use ``memchr``) whenever lines are long enough for that to pay (see ``has_bare_newline``).
+holds no dots at all). Bare newlines are found by a small optional C module in one vectorized
+pass, or, installed without a compiler, with single-byte ``replace`` calls (which use
+``memchr``) whenever lines are long enough for that to pay (see ``has_bare_newline_python``).
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 
 import attrs
 
@@ -55,8 +57,11 @@ class BodyProgress:
     leftover: bytes
 
 
-def has_bare_newline(content: bytes) -> bool:
+def has_bare_newline_python(content: bytes) -> bool:
     """True when ``content`` holds a CR that does not start a CRLF or an LF that does not end one.
+
+    The pure-Python version, used when trimail was installed without its C module (see
+    ``has_bare_newline``).
 
     Deleting every CR and writing every LF back as CRLF gives ``content`` back exactly when
     each CR and each LF belongs to a CRLF pair (every CR of the result comes from an LF and sits
@@ -76,6 +81,21 @@ def has_bare_newline(content: bytes) -> bool:
         return without_cr.replace(b"\n", _CRLF, limit) != content
     pairs = content.count(_CRLF)
     return content.count(b"\n") != pairs or content.count(b"\r") != pairs
+
+
+_accelerated: Callable[[bytes], bool] | None
+try:
+    from ._speedups import has_bare_newline as _accelerated
+except ImportError:  # installed without a C compiler
+    _accelerated = None
+
+#: Whether the C module is in use: it answers exactly as ``has_bare_newline_python`` does, in
+#: one vectorized pass whose cost depends on the length only (~4 µs per 100 KiB against ~64
+#: for the Python version, ~320 for a body of empty lines; 18% of the server's time at 100 KiB
+#: messages before it).
+ACCELERATED = _accelerated is not None
+#: True when ``content`` holds a CR that does not start a CRLF or an LF that does not end one.
+has_bare_newline: Callable[[bytes], bool] = _accelerated or has_bare_newline_python
 
 
 class BodyDecoder:
