@@ -1,4 +1,4 @@
-"""Everything about the package is in pyproject.toml; this only adds the optional C module.
+"""Everything about the package is in pyproject.toml; this only adds the optional C modules.
 
 ``optional=True``: without a C compiler (or Python's headers) the build goes on without it and
 trimail uses the pure-Python versions of the same functions.
@@ -12,13 +12,15 @@ from setuptools import Extension, setup
 # slower); MSVC takes other flags, and its default is fine for an optional speed-up.
 flags = [] if sys.platform == "win32" else ["-O3"]
 
+
+def optional_module(name: str) -> Extension:
+    source = "src/" + name.replace(".", "/") + ".c"
+    return Extension(name, [source], optional=True, extra_compile_args=flags)
+
+
 setup(
     ext_modules=[
-        Extension(
-            "trimail.protocol._speedups",
-            ["src/trimail/protocol/_speedups.c"],
-            optional=True,
-            extra_compile_args=flags,
-        )
+        optional_module("trimail.protocol._speedups"),  # the DATA decoder's bare-newline check
+        optional_module("trimail.delivery._maildir_batch"),  # the Maildir's batch, GIL-free
     ]
 )

@@ -36,6 +36,14 @@ OS = "trimail.delivery.maildir.os."
 LARGE = b"".join(large_chunks())
 
 
+@pytest.fixture
+def python_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The small batches' steps in Python: the tests using this spy on or break ``os``
+    functions, which the C module's version never calls (test_maildir_c.py breaks that one
+    on a real disk instead)."""
+    monkeypatch.setattr(maildir_module, "_store_batch_in_c", None)
+
+
 def listing(handler: MaildirHandler, sub: str) -> list[str]:
     return sorted(os.listdir(handler.root / sub))
 
@@ -263,6 +271,7 @@ def install_failure(monkeypatch: pytest.MonkeyPatch, kind: str) -> Failure:
     return failure
 
 
+@pytest.mark.usefixtures("python_steps")
 @SIZES
 @pytest.mark.parametrize("kind", ["write", "short-write", "fsync", "rename", "directory-fsync"])
 async def test_failed_delivery_raises_delivery_error_and_leaves_nothing(
@@ -311,6 +320,7 @@ async def test_vanished_spool_file_raises_delivery_error_and_leaves_nothing(
 # -- durability order ---------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("python_steps")
 @SIZES
 async def test_fsyncs_file_then_renames_then_fsyncs_new_directory(
     tmp_path: Path, spool: MessageFactory, monkeypatch: pytest.MonkeyPatch, size: str
@@ -442,6 +452,7 @@ class DirectoryFsyncGate:
             self._gate.release()
 
 
+@pytest.mark.usefixtures("python_steps")
 async def test_small_messages_arriving_during_a_batch_share_one_directory_fsync(
     tmp_path: Path, spool: MessageFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -484,6 +495,7 @@ async def test_small_messages_arriving_during_a_batch_share_one_directory_fsync(
         assert stored(handler, name) == TRACE + b"body %d\r\n" % number
 
 
+@pytest.mark.usefixtures("python_steps")
 async def test_one_failed_file_in_a_batch_fails_only_its_own_delivery(
     tmp_path: Path, spool: MessageFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -527,6 +539,7 @@ async def test_one_failed_file_in_a_batch_fails_only_its_own_delivery(
     assert listing(handler, "tmp") == []
 
 
+@pytest.mark.usefixtures("python_steps")
 async def test_a_failed_directory_fsync_fails_the_whole_batch_and_leaves_nothing(
     tmp_path: Path, spool: MessageFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -549,6 +562,7 @@ async def test_a_failed_directory_fsync_fails_the_whole_batch_and_leaves_nothing
     assert listing(handler, "tmp") == []
 
 
+@pytest.mark.usefixtures("python_steps")
 async def test_writeback_of_every_file_starts_before_the_first_fsync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

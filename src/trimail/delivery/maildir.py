@@ -5,7 +5,9 @@ power cut. Concurrent deliveries are written in batches (see group_commit): one 
 event loop and one fsync of new/ per batch instead of per message, the writeback of every file
 in the batch started before the first fsync waits (see writeback), and a bounded number of
 worker threads, so a slow disk never blocks the event loop. A large message is copied from its
-spool file.
+spool file. Where trimail was built with a C compiler, a batch of small messages runs as one
+call that does not hold the GIL (_maildir_batch.c): the same steps, measured +20-22% msg/s under
+20 sessions, since in Python the worker and the event loop trade the GIL at every system call.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import attrs
 import trio
@@ -28,6 +31,19 @@ from ..protocol.replies import Reply
 from .group_commit import GroupCommit
 from .message import Message, write_all
 from .writeback import start_writeback
+
+
+class _BatchInC(Protocol):
+    def __call__(
+        self, jobs: list[tuple[str, str, bytes]], new_directory: str, /
+    ) -> tuple[list[int], int, list[tuple[int, int]]]: ...
+
+
+_store_batch_in_c: _BatchInC | None
+try:
+    from ._maildir_batch import store_batch as _store_batch_in_c
+except ImportError:  # installed without a C compiler
+    _store_batch_in_c = None
 
 SUBDIRECTORIES = ("tmp", "new", "cur")
 #: Bytes per read when copying a spooled message into its Maildir file.
@@ -167,7 +183,39 @@ class MaildirHandler(BaseHandler):
     def _store_batch(self, jobs: Sequence[_StoreJob]) -> list[str | Exception]:
         """Write every file into tmp/ and start its writeback, then fsync each, rename each
         into new/, and fsync new/ once: that one directory fsync makes every rename of the
-        batch durable, and no job's outcome is returned before it."""
+        batch durable, and no job's outcome is returned before it.
+
+        Small messages (all in memory) take the C module's version of these steps where it
+        was built: the same system calls in the same order, in one stretch without the GIL
+        (see _maildir_batch.c). Large ones are copied from their spool file in Python.
+        """
+        if _store_batch_in_c is None or any(job.source is not None for job in jobs):
+            return self._store_batch_python(jobs)
+        return self._store_batch_c(_store_batch_in_c, jobs)
+
+    def _store_batch_c(self, store: _BatchInC, jobs: Sequence[_StoreJob]) -> list[str | Exception]:
+        tmp, new = self._tmp, self._new
+        errors, directory_error, stranded = store(
+            [(tmp + job.name, new + job.name, job.head) for job in jobs], new
+        )
+        for index, unlink_error in stranded:
+            log.error(
+                "maildir: %s stays in new/ after 451: %s",
+                new + jobs[index].name,
+                OSError(unlink_error, os.strerror(unlink_error)),
+            )
+        outcomes: list[str | Exception] = []
+        for job, error in zip(jobs, errors, strict=True):
+            if error:
+                outcomes.append(OSError(error, os.strerror(error), tmp + job.name))
+            elif directory_error:
+                outcomes.append(OSError(directory_error, os.strerror(directory_error), new))
+            else:
+                outcomes.append(job.name)
+        return outcomes
+
+    def _store_batch_python(self, jobs: Sequence[_StoreJob]) -> list[str | Exception]:
+        """``_store_batch`` step by step in Python (large messages, or no C module)."""
         # Plain strings, not Paths: this runs in a worker thread holding the GIL between system
         # calls, so every microsecond of Python here is one the event loop waits for.
         tmp, new = self._tmp, self._new

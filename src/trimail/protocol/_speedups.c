@@ -42,6 +42,7 @@ static PyMethodDef speedups_methods[] = {
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT, "trimail.protocol._speedups",
     "C versions of the DATA decoder's per-byte checks (optional).", 0, speedups_methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC

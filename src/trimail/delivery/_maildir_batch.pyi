@@ -1,0 +1,3 @@
+def store_batch(
+    jobs: list[tuple[str, str, bytes]], new_directory: str, /
+) -> tuple[list[int], int, list[tuple[int, int]]]: ...
