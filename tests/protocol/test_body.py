@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-import shutil
-import sysconfig
 from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trimail import _extensions
 from trimail.protocol import body, replies
 from trimail.protocol.body import _DOT_HOPS as DOT_HOPS
 from trimail.protocol.body import BodyDecoder, BodyError, has_bare_newline_python
@@ -23,6 +23,7 @@ from trimail.protocol.events import (
 )
 from trimail.protocol.limits import ProtocolLimits
 
+from ..extensions import NOT_BUILT, require_built
 from .support import check_against_reference, decode, driver, events_of, splits, unstuff
 
 # -- unstuffing and the terminator ---------------------------------------------------------
@@ -287,33 +288,33 @@ _NEWLINE_PIECES = st.sampled_from(
 )
 
 
-def _c_has_bare_newline() -> Callable[[bytes], bool]:
-    from trimail.protocol import _speedups  # noqa: PLC0415  (absent without a C compiler)
+c_has_bare_newline: Callable[[bytes], bool] | None = None
+with contextlib.suppress(ImportError):  # installed without a C compiler
+    from trimail.protocol._speedups import has_bare_newline as c_has_bare_newline
 
-    return _speedups.has_bare_newline
+
+def _c_check() -> Callable[[bytes], bool]:
+    assert c_has_bare_newline is not None
+    return c_has_bare_newline
 
 
 #: Both versions of the check: the C module's (where it was built) and the pure-Python one.
 CHECKS = [
     pytest.param(
-        _c_has_bare_newline,
-        id="c",
-        marks=pytest.mark.skipif(
-            not body.ACCELERATED, reason="trimail was installed without its C module"
-        ),
+        _c_check, id="c", marks=pytest.mark.skipif(c_has_bare_newline is None, reason=NOT_BUILT)
     ),
     pytest.param(lambda: has_bare_newline_python, id="python"),
 ]
 
 
 def test_the_c_module_is_built_wherever_a_c_compiler_is() -> None:
-    # Its build is optional (setup.py), so a broken build would pass silently as the Python
-    # fallback: on a machine that can compile it, it must be there and in use.
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(compiler) is None:
-        pytest.skip(f"no C compiler ({compiler}): the pure-Python check is the expected one")
-    assert body.ACCELERATED
-    assert body.has_bare_newline is _c_has_bare_newline()
+    require_built(c_has_bare_newline is not None)
+
+
+def test_the_decoder_uses_the_c_module_unless_it_is_switched_off() -> None:
+    in_use = _extensions.ENABLED and c_has_bare_newline is not None
+    assert body.ACCELERATED is in_use
+    assert body.has_bare_newline is (c_has_bare_newline if in_use else has_bare_newline_python)
 
 
 @pytest.mark.parametrize("check", CHECKS)

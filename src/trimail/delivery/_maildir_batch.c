@@ -23,8 +23,10 @@
 #include <unistd.h>
 
 typedef struct {
-    PyObject *temporary; /* bytes: the file's path in tmp/ */
-    PyObject *final;     /* bytes: its path in new/ */
+    PyObject *temporary_object; /* bytes: the file's path in tmp/ (held for the pointer below) */
+    PyObject *final_object;     /* bytes: its path in new/ */
+    const char *temporary;
+    const char *final;
     Py_buffer content;
     int fd;
     int error; /* errno of the step that failed, 0 while all is well */
@@ -66,14 +68,14 @@ fsync_retrying(int fd)
     return result < 0 ? errno : 0;
 }
 
-/* Runs without the GIL: only C data. Returns the errno of the directory fsync (0: none, or
+/* Runs without the GIL: only C data (the paths' bytes objects are held, not touched). Returns the errno of the directory fsync (0: none, or
  * nothing was renamed); sets stranded[i] to the errno of a renamed file's failed unlink. */
 static int
 run_batch(Job *jobs, Py_ssize_t count, const char *new_directory, int *stranded)
 {
     for (Py_ssize_t i = 0; i < count; i++) {
         Job *job = &jobs[i];
-        const char *temporary = PyBytes_AS_STRING(job->temporary);
+        const char *temporary = job->temporary;
         job->fd = open_retrying(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (job->fd < 0) {
             job->error = errno;
@@ -95,14 +97,15 @@ run_batch(Job *jobs, Py_ssize_t count, const char *new_directory, int *stranded)
         Job *job = &jobs[i];
         if (job->fd < 0)
             continue;
+        /* As in Python: a failed close fails the job too (its error is not known to be
+         * reported by the fsync before it). */
         int error = fsync_retrying(job->fd);
-        /* On Linux the descriptor is gone even when close reports EINTR. */
-        if (close(job->fd) < 0 && !error && errno != EINTR)
+        if (close(job->fd) < 0 && !error)
             error = errno;
         job->fd = -1;
         if (error) {
             job->error = error;
-            unlink(PyBytes_AS_STRING(job->temporary));
+            unlink(job->temporary);
         }
     }
     int renamed = 0;
@@ -110,9 +113,9 @@ run_batch(Job *jobs, Py_ssize_t count, const char *new_directory, int *stranded)
         Job *job = &jobs[i];
         if (job->error)
             continue;
-        if (rename(PyBytes_AS_STRING(job->temporary), PyBytes_AS_STRING(job->final)) < 0) {
+        if (rename(job->temporary, job->final) < 0) {
             job->error = errno;
-            unlink(PyBytes_AS_STRING(job->temporary));
+            unlink(job->temporary);
         } else {
             renamed = 1;
         }
@@ -125,43 +128,67 @@ run_batch(Job *jobs, Py_ssize_t count, const char *new_directory, int *stranded)
         directory_error = errno;
     } else {
         directory_error = fsync_retrying(directory);
-        close(directory);
+        if (close(directory) < 0 && !directory_error)
+            directory_error = errno;
     }
     if (directory_error) {
         for (Py_ssize_t i = 0; i < count; i++) {
-            if (!jobs[i].error && unlink(PyBytes_AS_STRING(jobs[i].final)) < 0)
+            if (!jobs[i].error && unlink(jobs[i].final) < 0)
                 stranded[i] = errno;
         }
     }
     return directory_error;
 }
 
-/* The outcome as Python objects: ([errno per job], directory errno, [(index, errno), ...]). */
+/* Fills the answer allocated before the batch: ([errno per job], directory errno,
+ * [(index, errno), ...]). Only a stranded file (after new/'s fsync failed, so every job has
+ * failed anyway) needs a new allocation: a batch that succeeded cannot end in MemoryError
+ * after its files became durable. Error numbers are small ints, which CPython caches. */
 static PyObject *
-outcome(const Job *jobs, Py_ssize_t count, int directory_error, const int *stranded)
+fill_answer(PyObject *answer, const Job *jobs, Py_ssize_t count, int directory_error,
+            const int *stranded)
 {
-    PyObject *errors = PyList_New(count);
-    PyObject *left = PyList_New(0);
-    if (errors == NULL || left == NULL)
-        goto fail;
+    PyObject *errors = PyTuple_GET_ITEM(answer, 0);
+    PyObject *left = PyTuple_GET_ITEM(answer, 2);
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *error = PyLong_FromLong(jobs[i].error);
         if (error == NULL)
-            goto fail;
+            return NULL;
         PyList_SET_ITEM(errors, i, error);
         if (stranded[i]) {
             PyObject *pair = Py_BuildValue("(ni)", i, stranded[i]);
             int appended = pair == NULL ? -1 : PyList_Append(left, pair);
             Py_XDECREF(pair);
             if (appended < 0)
-                goto fail;
+                return NULL;
         }
     }
-    return Py_BuildValue("(NiN)", errors, directory_error, left);
-fail:
-    Py_XDECREF(errors);
-    Py_XDECREF(left);
-    return NULL;
+    PyObject *directory = PyLong_FromLong(directory_error);
+    if (directory == NULL)
+        return NULL;
+    PyTuple_SET_ITEM(answer, 1, directory);
+    Py_INCREF(answer);
+    return answer;
+}
+
+/* An answer of the right shape, allocated while it may still fail harmlessly. */
+static PyObject *
+new_answer(Py_ssize_t count)
+{
+    PyObject *answer = PyTuple_New(3);
+    if (answer == NULL)
+        return NULL;
+    PyObject *errors = PyList_New(count);
+    PyObject *left = PyList_New(0);
+    if (errors == NULL || left == NULL) {
+        Py_XDECREF(errors);
+        Py_XDECREF(left);
+        Py_DECREF(answer);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(answer, 0, errors);
+    PyTuple_SET_ITEM(answer, 2, left);
+    return answer;
 }
 
 static PyObject *
@@ -171,7 +198,7 @@ store_batch(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "OO&:store_batch", &job_sequence, PyUnicode_FSConverter,
                           &new_directory))
         return NULL;
-    PyObject *result = NULL;
+    PyObject *result = NULL, *answer = NULL;
     Job *jobs = NULL;
     int *stranded = NULL;
     Py_ssize_t count = 0, ready = 0;
@@ -188,11 +215,18 @@ store_batch(PyObject *module, PyObject *args)
     }
     for (; ready < count; ready++) {
         Job *job = &jobs[ready];
-        PyObject *content;
-        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(items, ready), "O&O&O:store_batch job",
-                              PyUnicode_FSConverter, &job->temporary, PyUnicode_FSConverter,
-                              &job->final, &content))
+        PyObject *item = PyTuple_GET_ITEM(items, ready), *content;
+        if (!PyTuple_Check(item)) {
+            PyErr_Format(PyExc_TypeError, "store_batch: a job must be a tuple, not %.100s",
+                         Py_TYPE(item)->tp_name);
             goto done;
+        }
+        if (!PyArg_ParseTuple(item, "O&O&O:store_batch job", PyUnicode_FSConverter,
+                              &job->temporary_object, PyUnicode_FSConverter, &job->final_object,
+                              &content))
+            goto done;
+        job->temporary = PyBytes_AS_STRING(job->temporary_object);
+        job->final = PyBytes_AS_STRING(job->final_object);
         job->fd = -1;
         if (PyObject_GetBuffer(content, &job->content, PyBUF_SIMPLE) < 0) {
             job->content.obj = NULL;
@@ -200,15 +234,19 @@ store_batch(PyObject *module, PyObject *args)
             goto done;
         }
     }
+    answer = new_answer(count);
+    if (answer == NULL)
+        goto done;
     int directory_error;
     Py_BEGIN_ALLOW_THREADS
     directory_error = run_batch(jobs, count, PyBytes_AS_STRING(new_directory), stranded);
     Py_END_ALLOW_THREADS
-    result = outcome(jobs, count, directory_error, stranded);
+    result = fill_answer(answer, jobs, count, directory_error, stranded);
 done:
+    Py_XDECREF(answer);
     for (Py_ssize_t i = 0; i < ready; i++) {
-        Py_XDECREF(jobs[i].temporary);
-        Py_XDECREF(jobs[i].final);
+        Py_XDECREF(jobs[i].temporary_object);
+        Py_XDECREF(jobs[i].final_object);
         if (jobs[i].content.obj != NULL)
             PyBuffer_Release(&jobs[i].content);
     }

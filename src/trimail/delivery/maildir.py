@@ -25,6 +25,7 @@ from typing import Protocol
 import attrs
 import trio
 
+from .. import _extensions
 from ..handler import BaseHandler, DeliveryError, Receipt
 from ..protocol.envelope import Envelope
 from ..protocol.replies import Reply
@@ -39,11 +40,10 @@ class _BatchInC(Protocol):
     ) -> tuple[list[int], int, list[tuple[int, int]]]: ...
 
 
-_store_batch_in_c: _BatchInC | None
-try:
-    from ._maildir_batch import store_batch as _store_batch_in_c
-except ImportError:  # installed without a C compiler
-    _store_batch_in_c = None
+_store_batch_in_c: _BatchInC | None = None
+if _extensions.ENABLED:
+    with contextlib.suppress(ImportError):  # installed without a C compiler
+        from ._maildir_batch import store_batch as _store_batch_in_c
 
 SUBDIRECTORIES = ("tmp", "new", "cur")
 #: Bytes per read when copying a spooled message into its Maildir file.

@@ -23,10 +23,13 @@ pass, or, installed without a compiler, with single-byte ``replace`` calls (whic
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Callable
 
 import attrs
+
+from .. import _extensions
 
 _CRLF = b"\r\n"
 _LINE_START_DOT = b"\r\n."
@@ -83,16 +86,15 @@ def has_bare_newline_python(content: bytes) -> bool:
     return content.count(b"\n") != pairs or content.count(b"\r") != pairs
 
 
-_accelerated: Callable[[bytes], bool] | None
-try:
-    from ._speedups import has_bare_newline as _accelerated
-except ImportError:  # installed without a C compiler
-    _accelerated = None
+_accelerated: Callable[[bytes], bool] | None = None
+if _extensions.ENABLED:
+    with contextlib.suppress(ImportError):  # installed without a C compiler
+        from ._speedups import has_bare_newline as _accelerated
 
-#: Whether the C module is in use: it answers exactly as ``has_bare_newline_python`` does, in
-#: one vectorized pass whose cost depends on the length only (~4 µs per 100 KiB against ~64
-#: for the Python version, ~320 for a body of empty lines; 18% of the server's time at 100 KiB
-#: messages before it).
+#: Whether the C module is in use (built, and not switched off: see trimail._extensions). It
+#: answers exactly as ``has_bare_newline_python`` does, in one vectorized pass whose cost
+#: depends on the length only: ~4 µs per 100 KiB against ~64 for the Python version and ~300
+#: for a body of empty lines (the check was 18% of the server's time at 100 KiB messages).
 ACCELERATED = _accelerated is not None
 #: True when ``content`` holds a CR that does not start a CRLF or an LF that does not end one.
 has_bare_newline: Callable[[bytes], bool] = _accelerated or has_bare_newline_python

@@ -1,0 +1,147 @@
+"""The Maildir batch as the kernel sees it, under strace: the order of its system calls, and
+fsync failures injected where no test double can reach (the C module calls libc directly).
+
+Each case runs a small script in a fresh interpreter under ``strace``, for the C module's
+version and the Python one. Nothing before the batch calls fsync, so the batch's fsyncs are
+numbered 1..3 (the files, in order) and 4 (new/).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import trimail.delivery.maildir as maildir_module
+
+from ..extensions import NOT_BUILT
+
+STRACE = shutil.which("strace")
+C_BUILT = maildir_module._store_batch_in_c is not None
+
+SCRIPT = """
+import json, os, sys
+from pathlib import Path
+import trimail.delivery.maildir as maildir
+root, version = Path(sys.argv[1]), sys.argv[2]
+if version == "python":
+    maildir._store_batch_in_c = None
+assert (maildir._store_batch_in_c is not None) == (version == "c")
+handler = maildir.MaildirHandler(root)
+handler._make_directories()
+jobs = [maildir._StoreJob(f"m{i}", b"message %d" % i, None, maildir._identity) for i in range(3)]
+outcomes = handler._store_batch(jobs)
+print(json.dumps({
+    "outcomes": [o if isinstance(o, str) else o.errno for o in outcomes],
+    "tmp": sorted(os.listdir(root / "tmp")),
+    "new": sorted(os.listdir(root / "new")),
+}))
+"""
+
+#: How strace -y shows the current directory argument: ``AT_FDCWD</its/path>, ``.
+CWD = r"AT_FDCWD(?:<[^>]*>)?, "
+VERSIONS = [
+    pytest.param("c", marks=pytest.mark.skipif(not C_BUILT, reason=NOT_BUILT)),
+    "python",
+]
+
+
+def _strace_works() -> bool:
+    if STRACE is None:
+        return False
+    probe = subprocess.run(
+        [STRACE, "-f", "-qq", "-o", "/dev/null", "true"], capture_output=True, check=False
+    )
+    return probe.returncode == 0
+
+
+pytestmark = pytest.mark.skipif(
+    not _strace_works(), reason="strace is missing or cannot trace here (.ci/run installs it)"
+)
+
+
+def run_traced(
+    tmp_path: Path, version: str, *strace_options: str
+) -> tuple[dict[str, list[object]], str]:
+    """The script's report and strace's log of its system calls."""
+    log = tmp_path / "strace.log"
+    assert STRACE is not None
+    script = [sys.executable, "-c", SCRIPT, str(tmp_path / "Maildir"), version]
+    result = subprocess.run(
+        [STRACE, "-f", "-qq", "-y", "-o", str(log), *strace_options, *script],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    report: dict[str, list[object]] = json.loads(result.stdout)
+    return report, log.read_text()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_each_file_is_fsynced_and_closed_before_its_rename_and_new_after_all(
+    tmp_path: Path, version: str
+) -> None:
+    report, log = run_traced(
+        tmp_path, version, "-e", "trace=openat,fsync,close,rename,renameat,renameat2"
+    )
+    assert report == {"outcomes": ["m0", "m1", "m2"], "tmp": [], "new": ["m0", "m1", "m2"]}
+    maildir = re.escape(str(tmp_path / "Maildir"))
+    events: list[str] = []
+    for line in log.splitlines():
+        if match := re.search(rf"openat\({CWD}\"{maildir}/tmp/(m\d)\", O_WRONLY", line):
+            events.append(f"create {match[1]}")
+        elif match := re.search(rf"fsync\(\d+<{maildir}/tmp/(m\d)>\)\s+= 0", line):
+            events.append(f"fsync {match[1]}")
+        elif match := re.search(rf"close\(\d+<{maildir}/tmp/(m\d)>\)\s+= 0", line):
+            events.append(f"close {match[1]}")
+        elif match := re.search(
+            rf"rename(?:at2?)?\((?:{CWD})?\"{maildir}/tmp/(m\d)\", (?:{CWD})?"
+            rf"\"{maildir}/new/\1\"",
+            line,
+        ):
+            events.append(f"rename {match[1]}")
+        elif re.search(rf"fsync\(\d+<{maildir}/new>\)\s+= 0", line):
+            events.append("fsync new/")
+    assert events == [
+        "create m0",
+        "create m1",
+        "create m2",
+        "fsync m0",
+        "close m0",
+        "fsync m1",
+        "close m1",
+        "fsync m2",
+        "close m2",
+        "rename m0",
+        "rename m1",
+        "rename m2",
+        "fsync new/",
+    ]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_failed_file_fsync_fails_that_message_alone_and_leaves_nothing(
+    tmp_path: Path, version: str
+) -> None:
+    report, _ = run_traced(
+        tmp_path, version, "-e", "trace=fsync", "-e", "inject=fsync:error=EIO:when=2"
+    )
+    assert report == {"outcomes": ["m0", errno.EIO, "m2"], "tmp": [], "new": ["m0", "m2"]}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_failed_fsync_of_new_fails_the_batch_and_unlinks_every_file(
+    tmp_path: Path, version: str
+) -> None:
+    report, _ = run_traced(
+        tmp_path, version, "-e", "trace=fsync", "-e", "inject=fsync:error=EIO:when=4"
+    )
+    assert report == {"outcomes": [errno.EIO] * 3, "tmp": [], "new": []}
