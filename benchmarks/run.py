@@ -232,11 +232,14 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _c_module_in_use() -> bool:
-    """Whether the servers run trimail's optional C module (built by pip where a compiler is)."""
-    from trimail.protocol import body  # noqa: PLC0415  (checked importable in main first)
+def _c_modules_in_use() -> list[str]:
+    """trimail's optional C modules that the servers run (built by pip where a compiler is,
+    and not switched off with TRIMAIL_NO_EXTENSIONS, which the servers inherit)."""
+    from trimail.delivery import maildir  # noqa: PLC0415  (checked importable in main first)
+    from trimail.protocol import body  # noqa: PLC0415
 
-    return body.ACCELERATED
+    in_use = {"_speedups": body.ACCELERATED, "_maildir_batch": maildir.C_BATCHES}
+    return [name for name, used in in_use.items() if used]
 
 
 def machine_meta(settings: Settings, peers: Peers, notes: list[str]) -> dict[str, JsonValue]:
@@ -249,7 +252,7 @@ def machine_meta(settings: Settings, peers: Peers, notes: list[str]) -> dict[str
         "loadavg_start": list(os.getloadavg()),
         "python": platform.python_version(),
         "trimail": importlib.metadata.version("trimail"),
-        "trimail_c_module": _c_module_in_use(),
+        "trimail_c_modules": _c_modules_in_use(),
         "git": _command_output(["git", "-C", str(HERE), "describe", "--always", "--dirty"]),
         "aiosmtpd": peers.versions.get("aiosmtpd"),
         "matplotlib": peers.versions.get("matplotlib"),
@@ -463,6 +466,8 @@ def markdown(
 ) -> str:
     meta = results.meta
     rows = rows_for(specs)
+    c_modules = meta.get("trimail_c_modules") or []
+    assert isinstance(c_modules, list)
     columns = [(scenario.key, scenario.label) for scenario in scenarios]
     lines = [
         f"# trimail benchmarks, {meta['started']}",
@@ -471,7 +476,7 @@ def markdown(
         f"- machine: {meta['nproc']} CPUs ({meta['cpu']}), load average at start "
         f"{_loadavg(meta.get('loadavg_start'))}, at end {_loadavg(meta.get('loadavg_end'))}",
         f"- software: Python {meta['python']}, trimail {meta['trimail']} ({meta['git']}; "
-        f"C module {'in use' if meta.get('trimail_c_module') else 'not built'}), "
+        f"C modules in use: {', '.join(c_modules) if c_modules else 'none'}), "
         f"aiosmtpd {meta['aiosmtpd']}, Postfix {meta['postfix']}; temp files on "
         f"{meta['tmp_filesystem']}",
         f"- method: median of {meta['rounds']} interleaved rounds, ~{meta['target_seconds']} s "

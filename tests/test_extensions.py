@@ -11,7 +11,7 @@ import pytest
 
 REPORT = (
     "import trimail._extensions as x, trimail.protocol.body as b, trimail.delivery.maildir as m;"
-    "print(x.ENABLED, b.ACCELERATED, m._store_batch_in_c is not None)"
+    "print(x.ENABLED, b.ACCELERATED, m.C_BATCHES)"
 )
 
 

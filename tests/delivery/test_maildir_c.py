@@ -70,6 +70,7 @@ def test_the_c_module_is_built_wherever_a_c_compiler_is() -> None:
 def test_the_maildir_uses_the_c_module_unless_it_is_switched_off() -> None:
     expected = c_store_batch if _extensions.ENABLED else None
     assert maildir_module._store_batch_in_c is expected
+    assert maildir_module.C_BATCHES is (expected is not None)
 
 
 def test_a_batch_stores_every_file_whole_and_private(handler: MaildirHandler) -> None:

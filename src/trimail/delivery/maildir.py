@@ -45,6 +45,9 @@ if _extensions.ENABLED:
     with contextlib.suppress(ImportError):  # installed without a C compiler
         from ._maildir_batch import store_batch as _store_batch_in_c
 
+#: Whether small batches run in the C module (built, and not switched off: trimail._extensions).
+C_BATCHES = _store_batch_in_c is not None
+
 SUBDIRECTORIES = ("tmp", "new", "cur")
 #: Bytes per read when copying a spooled message into its Maildir file.
 COPY_CHUNK = 1024 * 1024
