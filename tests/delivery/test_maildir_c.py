@@ -123,15 +123,19 @@ def test_a_failed_write_fails_alone_and_leaves_nothing(handler: MaildirHandler) 
     assert files_in(handler, "tmp") == {}
 
 
+def bare_c_maildir(root: Path) -> tuple[_BatchInC, str, str]:
+    """The C module's function, and the tmp/ and new/ prefixes of a fresh Maildir at root."""
+    assert c_store_batch is not None
+    (root / "tmp").mkdir()
+    (root / "new").mkdir()
+    return c_store_batch, f"{root}/tmp/", f"{root}/new/"
+
+
 @pytest.mark.skipif(not BUILT, reason=NOT_BUILT)
 def test_c_a_failed_directory_fsync_unlinks_every_renamed_file(tmp_path: Path) -> None:
     # new/ that cannot be opened for its fsync: the batch's renames are not known durable,
     # so none of them may stay (test_maildir.py breaks the fsync itself in the Python version).
-    store = c_store_batch
-    assert store is not None
-    (tmp_path / "tmp").mkdir()
-    (tmp_path / "new").mkdir()
-    tmp, new = f"{tmp_path}/tmp/", f"{tmp_path}/new/"
+    store, tmp, new = bare_c_maildir(tmp_path)
     errors, directory_error, stranded = store(
         [(tmp + "a", new + "a", b"A"), (tmp + "b", new + "b", b"B")], f"{tmp_path}/missing"
     )
@@ -144,11 +148,7 @@ def test_c_a_failed_directory_fsync_unlinks_every_renamed_file(tmp_path: Path) -
 def test_c_reports_a_renamed_file_it_could_not_unlink_after_new_failed(tmp_path: Path) -> None:
     # Two jobs renamed onto the same name: after new/'s fsync fails, the first unlink removes
     # it and the second finds nothing there, so that file is reported (the wrapper logs it).
-    store = c_store_batch
-    assert store is not None
-    (tmp_path / "tmp").mkdir()
-    (tmp_path / "new").mkdir()
-    tmp, new = f"{tmp_path}/tmp/", f"{tmp_path}/new/"
+    store, tmp, new = bare_c_maildir(tmp_path)
     answer = store(
         [(tmp + "a", new + "same", b"A"), (tmp + "b", new + "same", b"B")], f"{tmp_path}/gone"
     )

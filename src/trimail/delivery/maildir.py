@@ -6,7 +6,7 @@ event loop and one fsync of new/ per batch instead of per message, the writeback
 in the batch started before the first fsync waits (see writeback), and a bounded number of
 worker threads, so a slow disk never blocks the event loop. A large message is copied from its
 spool file. Where trimail was built with a C compiler, a batch of small messages runs as one
-call that does not hold the GIL (_maildir_batch.c): the same steps, measured +20-22% msg/s under
+call that does not hold the GIL (_maildir_batch.c): the same steps, measured +19-22% msg/s under
 20 sessions, since in Python the worker and the event loop trade the GIL at every system call.
 """
 
