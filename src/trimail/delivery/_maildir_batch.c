@@ -68,8 +68,9 @@ fsync_retrying(int fd)
     return result < 0 ? errno : 0;
 }
 
-/* Runs without the GIL: only C data (the paths' bytes objects are held, not touched). Returns the errno of the directory fsync (0: none, or
- * nothing was renamed); sets stranded[i] to the errno of a renamed file's failed unlink. */
+/* Runs without the GIL: only C data (the paths' bytes objects are held, not touched).
+ * Returns the errno of the directory fsync (0: none, or nothing was renamed); sets
+ * stranded[i] to the errno of a renamed file's failed unlink. */
 static int
 run_batch(Job *jobs, Py_ssize_t count, const char *new_directory, int *stranded)
 {
