@@ -127,21 +127,21 @@ def test_each_file_is_fsynced_and_closed_before_its_rename_and_new_after_all(
     ]
 
 
-@pytest.mark.parametrize("version", VERSIONS)
-def test_a_failed_file_fsync_fails_that_message_alone_and_leaves_nothing(
-    tmp_path: Path, version: str
-) -> None:
-    report, _ = run_traced(
-        tmp_path, version, "-e", "trace=fsync", "-e", "inject=fsync:error=EIO:when=2"
-    )
-    assert report == {"outcomes": ["m0", errno.EIO, "m2"], "tmp": [], "new": ["m0", "m2"]}
+#: (which fsync fails, what the batch reports): the second file's alone, or new/'s, which
+#: fails the whole batch and unlinks every file it had renamed.
+FSYNC_FAILURES = [
+    pytest.param(
+        2, {"outcomes": ["m0", errno.EIO, "m2"], "tmp": [], "new": ["m0", "m2"]}, id="file"
+    ),
+    pytest.param(4, {"outcomes": [errno.EIO] * 3, "tmp": [], "new": []}, id="new-directory"),
+]
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_a_failed_fsync_of_new_fails_the_batch_and_unlinks_every_file(
-    tmp_path: Path, version: str
+@pytest.mark.parametrize(("failing_fsync", "expected"), FSYNC_FAILURES)
+def test_a_failed_fsync_fails_what_it_covers_and_leaves_nothing(
+    tmp_path: Path, version: str, failing_fsync: int, expected: dict[str, list[object]]
 ) -> None:
-    report, _ = run_traced(
-        tmp_path, version, "-e", "trace=fsync", "-e", "inject=fsync:error=EIO:when=4"
-    )
-    assert report == {"outcomes": [errno.EIO] * 3, "tmp": [], "new": []}
+    inject = f"inject=fsync:error=EIO:when={failing_fsync}"
+    report, _ = run_traced(tmp_path, version, "-e", "trace=fsync", "-e", inject)
+    assert report == expected
