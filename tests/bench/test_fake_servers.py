@@ -159,6 +159,28 @@ async def test_a_stalled_transaction_times_out(autojump_clock: trio.testing.Mock
     assert stats.messages == 0
 
 
+async def test_waiting_for_an_open_loop_slot_is_not_part_of_the_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A slot every 10 s, a 5 s timeout: the session's deadline must not run while it waits.
+    server = FakeSmtpServer(Behaviour(data_delays=[1.0]))
+    options = BenchOptions(sessions=1, messages=3, rate=0.1, timeout=5.0)
+    stats = await run_in_memory(server, options)
+    assert stats.connection_errors == {}
+    assert stats.messages == 3
+    assert stats.seconds == pytest.approx(21.0, abs=1e-6)
+
+
+async def test_each_transaction_gets_the_whole_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Three 4 s transactions back to back on one connection, a 5 s timeout: none times out.
+    server = FakeSmtpServer(Behaviour(data_delays=[4.0]))
+    stats = await run_in_memory(server, BenchOptions(sessions=1, messages=3, timeout=5.0))
+    assert stats.connection_errors == {}
+    assert stats.messages == 3
+
+
 async def test_the_hard_cap_ends_a_run_that_would_go_on(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
