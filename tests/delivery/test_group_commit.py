@@ -390,6 +390,46 @@ async def test_a_worker_thread_that_cannot_start_withdraws_the_job(
     assert stored == [[2]]  # 1 was withdrawn, and its worker slot given back
 
 
+async def test_a_job_taken_by_a_running_worker_is_answered_before_a_start_failure_is_raised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two slots: job 1's worker is running when job 2 asks for a second thread, which fails;
+    # by then the running worker has taken job 2, so its submit waits for that batch to be
+    # answered (a job in a batch is never left behind) and only then raises the failure.
+    store = GatedStore()
+    commit: GroupCommit[int, int] = GroupCommit(store, max_batches=2, max_batch_size=10)
+    outcome: list[object] = []
+
+    def taken_then_no_thread(*args: object, **kwargs: object) -> None:
+        store.release()  # batch [1] ends; its worker takes job 2 from the queue
+        for _ in range(int(SAFETY_NET * 1000)):  # until that worker's store call has begun
+            if len(store.batches) == 2:
+                break
+            threading.Event().wait(0.001)
+        raise RuntimeError("can't start new thread")
+
+    async def job_two() -> None:
+        try:
+            outcome.append(await commit.submit(2))
+        except RuntimeError as exc:
+            outcome.append(exc)
+
+    with trio.fail_after(SAFETY_NET):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(commit.submit, 1)
+            assert await store.started.receive() == [1]
+            with monkeypatch.context() as patch:
+                patch.setattr(trio.lowlevel, "start_thread_soon", taken_then_no_thread)
+                nursery.start_soon(job_two)
+                await trio.testing.wait_all_tasks_blocked()
+            assert await store.started.receive() == [2]
+            assert outcome == []  # still waiting for its batch
+            store.release()
+    assert len(outcome) == 1 and isinstance(outcome[0], RuntimeError)
+    assert store.finished == [[1], [2]]
+    assert commit.in_flight == 0
+
+
 def test_runs_sharing_one_group_commit_each_get_their_own_answers() -> None:
     store = CountingStore()
     commit = GroupCommit(store, max_batches=1, max_batch_size=64)

@@ -34,15 +34,15 @@ Result = TypeVar("Result")
 
 
 class _Entry(Generic[Job, Result]):
-    __slots__ = ("done", "error", "job", "result", "taken", "token")
+    __slots__ = ("error", "job", "result", "taken", "task", "token")
 
-    def __init__(self, job: Job, token: trio.lowlevel.TrioToken) -> None:
+    def __init__(self, job: Job) -> None:
         self.job = job
-        #: The run to answer in: the batch's thread hands the outcome back through it.
-        self.token = token
+        #: The task waiting for the outcome, and the run it lives in: the batch's thread
+        #: hands the outcome back through the run's token, which reschedules the task.
+        self.task = trio.lowlevel.current_task()
+        self.token = trio.lowlevel.current_trio_token()
         self.taken = False  # by a worker thread, under the lock: it can no longer be withdrawn
-        #: Set in the event loop's thread once the outcome (result or error) is in place.
-        self.done = trio.Event()
         self.result: Result | None = None
         self.error: Exception | None = None
 
@@ -95,32 +95,47 @@ class GroupCommit(Generic[Job, Result]):
         batch has started it runs to the end and its outcome is returned (or raised) as if
         nothing happened, like ``trio.to_thread.run_sync``: the work is done, so the caller
         should know it; the cancellation strikes at the caller's next checkpoint.
+
+        The task parks on Trio's low-level trap rather than a ``trio.Event``: an event per job
+        (its parking lot, its wait and set) cost the event loop's thread ~6 µs per message
+        under load, and the loop's CPU is on every message's path (benchmarks/RESULTS.md).
         """
-        entry: _Entry[Job, Result] = _Entry(job, trio.lowlevel.current_trio_token())
+        entry: _Entry[Job, Result] = _Entry(job)
         with self._lock:
             self._queue.append(entry)
             start_worker = self._workers < self._max_batches
             if start_worker:
                 self._workers += 1
-        try:
-            if start_worker:
+        if start_worker:
+            try:
                 self._start_worker()
-            await entry.done.wait()
-        except BaseException as exc:  # Cancelled, or a worker thread that could not start
-            with self._lock:
-                withdrawn = not entry.taken
-                if withdrawn:
-                    self._queue.remove(entry)
-            if withdrawn:
+            except BaseException:  # no thread: a job still queued goes with the error
+                if not self._withdraw(entry):
+                    # A running worker took it: its batch answers it, uncancellable.
+                    await trio.lowlevel.wait_task_rescheduled(_cannot_abort)
                 raise
-            # Its batch is running: wait for it, uncancellable as the batch is.
-            with trio.CancelScope(shield=True):
-                await entry.done.wait()
-            if not isinstance(exc, trio.Cancelled):
-                raise
+
+        def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+            # Queued: withdrawn, and the cancellation is raised. In a batch: the task waits
+            # for the batch's answer, which reschedules it (see _wake).
+            return (
+                trio.lowlevel.Abort.SUCCEEDED
+                if self._withdraw(entry)
+                else trio.lowlevel.Abort.FAILED
+            )
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
         if entry.error is not None:
             raise entry.error
         return entry.result  # type: ignore[return-value]  # done without error: a Result
+
+    def _withdraw(self, entry: _Entry[Job, Result]) -> bool:
+        """Take ``entry`` out of the queue unless a worker has taken it; whether it was."""
+        with self._lock:
+            if entry.taken:
+                return False
+            self._queue.remove(entry)
+            return True
 
     def _start_worker(self) -> None:
         """Start a worker thread, already counted in ``_workers`` by the caller."""
@@ -192,9 +207,14 @@ def _answer_in_their_runs(
             token.run_sync_soon(_wake, own)
 
 
+def _cannot_abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.FAILED
+
+
 def _wake(entries: list[_Entry[Job, Result]]) -> None:
+    """In the run's own thread: every job's outcome is in place; its task goes on."""
     for entry in entries:
-        entry.done.set()
+        trio.lowlevel.reschedule(entry.task)
 
 
 def _worker_ended(result: outcome.Outcome[None]) -> None:
