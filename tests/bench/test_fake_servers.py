@@ -17,6 +17,7 @@ import trio
 import trio.testing
 
 from tests.bench.fake_smtp import Behaviour, FakeSmtpServer, memory_connector
+from trimail.bench.client import Session
 from trimail.bench.options import BenchOptions
 from trimail.bench.runner import run_load
 from trimail.bench.stats import RELATIVE_ERROR, RunStats
@@ -179,6 +180,26 @@ async def test_each_transaction_gets_the_whole_timeout(
     stats = await run_in_memory(server, BenchOptions(sessions=1, messages=3, timeout=5.0))
     assert stats.connection_errors == {}
     assert stats.messages == 3
+
+
+async def test_a_transaction_that_finishes_as_its_deadline_passes_costs_the_next_nothing(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The deadline can pass while the last reply is being taken (in a step that cannot be
+    # cancelled): the transaction succeeds, and its scope stays cancelled. The next
+    # transaction must get a fresh scope on the same connection, not an instant timeout.
+    finish = Session.transaction
+
+    async def outlived(self: Session, started: int, limit: trio.CancelScope) -> None:
+        await finish(self, started, limit)
+        limit.cancel()
+
+    monkeypatch.setattr(Session, "transaction", outlived)
+    server = FakeSmtpServer(Behaviour())
+    stats = await run_in_memory(server, BenchOptions(sessions=1, messages=5))
+    assert stats.messages == 5
+    assert stats.connection_errors == {}
+    assert stats.phases["connect"].count == 1
 
 
 async def test_the_hard_cap_ends_a_run_that_would_go_on(

@@ -43,8 +43,10 @@ def test_any_segmentation_gives_the_model_lines(stream: bytes, cuts: list[int]) 
         index += 1
         while (line := buffer.next_line()) is not None:
             got.append(line)
-        # Never more than one line's limit (and one segment) of unread bytes held.
+        # Never more than one line's limit (and one segment) of unread bytes held, and nothing
+        # of the lines already taken (a session may sit idle for minutes after them).
         assert len(buffer) <= MAX_LINE + size
+        assert len(buffer._data) == len(buffer)
     lines, rest = model_lines(stream)
     assert got == lines
     if len(rest) < MAX_LINE and not buffer.discarded:

@@ -183,10 +183,8 @@ async def _run_session(
 ) -> None:
     failures = 0
     try:
-        while True:
-            start = schedule.take()
-            if start is None:
-                break
+        start = schedule.take()
+        while start is not None:
             if not session.connected:
                 if not await session.open():
                     # The failed attempt used the slot: a dead server cannot keep a run going.
@@ -194,16 +192,17 @@ async def _run_session(
                     failures += 1
                     if backoff:
                         await trio.sleep(min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** min(failures, 10)))
+                    start = schedule.take()
                     continue
                 failures = 0
                 if not schedule.open_loop:
                     start = clock()  # closed loop: the transaction starts now, after the setup
             with trio.CancelScope() as limit:
-                finished = await _transactions(session, schedule, clock, start, limit)
+                start = await _transactions(session, schedule, clock, start, limit)
             if limit.cancelled_caught:
-                await session.timed_out()
-            elif finished:
-                break
+                if session.connected:  # else it broke first, and that is recorded already
+                    await session.timed_out()
+                start = schedule.take()
         await session.close()
     finally:
         await session.abort()
@@ -211,20 +210,21 @@ async def _run_session(
 
 async def _transactions(
     session: Session, schedule: Schedule, clock: Clock, start: int, limit: trio.CancelScope
-) -> bool:
-    """Transactions on one connection, from the slot ``start``, each within ``limit`` (see
-    ``Session.transaction``); True once the schedule is over, False if the session broke."""
+) -> int | None:
+    """Transactions on one connection from the slot ``start``, each within ``limit`` (see
+    ``Session.transaction``). Returns the next slot to go on with in a new scope, or None once
+    the schedule is over: a new scope when the session broke (it reconnects), and when
+    ``limit`` was cancelled although the transaction finished (its deadline passed while the
+    last reply was being taken: a cancelled scope stays cancelled, whatever its deadline)."""
     while True:
         early = start - clock()
         if early > 0:
             limit.deadline = math.inf  # waiting for a slot is not part of any transaction
             await trio.sleep(early / _NS)
         await session.transaction(start, limit)
-        if not session.connected:
-            return False
         next_start = schedule.take()
-        if next_start is None:
-            return True
+        if next_start is None or not session.connected or limit.cancel_called:
+            return next_start
         start = next_start
 
 

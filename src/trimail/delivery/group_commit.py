@@ -88,6 +88,10 @@ class GroupCommit(Generic[Job, Result]):
         """Batches in worker threads right now."""
         return self._in_flight
 
+    # KeyboardInterrupt only at the park, where ``abort`` withdraws the job (as trio's own
+    # ParkingLot.park): anywhere else between queueing and parking it would leave a queued job
+    # whose batch then reschedules a task that is not parked.
+    @trio.lowlevel.enable_ki_protection
     async def submit(self, job: Job) -> Result:
         """Store ``job`` in a batch and return its result once the whole batch is done.
 
@@ -110,10 +114,13 @@ class GroupCommit(Generic[Job, Result]):
             try:
                 self._start_worker()
             except BaseException:  # no thread: a job still queued goes with the error
-                if not self._withdraw(entry):
-                    # A running worker took it: its batch answers it, uncancellable.
-                    await trio.lowlevel.wait_task_rescheduled(_cannot_abort)
-                raise
+                if self._withdraw(entry):
+                    raise
+                # A running worker took it: its batch answers it (uncancellable), and that
+                # outcome is this job's. Raising the start failure instead would refuse a
+                # message that was stored, and the client would send it again.
+                await trio.lowlevel.wait_task_rescheduled(_cannot_abort)
+                return self._outcome(entry)
 
         def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
             # Queued: withdrawn, and the cancellation is raised. In a batch: the task waits
@@ -125,6 +132,10 @@ class GroupCommit(Generic[Job, Result]):
             )
 
         await trio.lowlevel.wait_task_rescheduled(abort)
+        return self._outcome(entry)
+
+    @staticmethod
+    def _outcome(entry: _Entry[Job, Result]) -> Result:
         if entry.error is not None:
             raise entry.error
         return entry.result  # type: ignore[return-value]  # done without error: a Result

@@ -35,10 +35,10 @@ class Line:
 
 class ReceiveBuffer:
     """Lines are taken by moving a start offset, not by deleting them from the front: the
-    bytes already taken are dropped once, at the next ``feed`` (usually all of them: a clear,
-    not a move). A line costs one copy this way; deleting each line from the front moved the
-    rest of the buffer every time and copied the line twice (a pipelined MAIL, RCPT, DATA:
-    7.2 against 9.1 µs)."""
+    bytes already taken are dropped once, when no complete line is left (usually all of
+    them: a clear, not a move), or at the next ``feed``. A line costs one copy this way;
+    deleting each line from the front moved the rest of the buffer every time and copied the
+    line twice (a pipelined MAIL, RCPT, DATA: 7.4 against 9.1 µs)."""
 
     def __init__(self, max_line: int) -> None:
         self._data = bytearray()
@@ -77,6 +77,9 @@ class ReceiveBuffer:
         data = self._data
         newline = data.find(b"\n", self._searched)
         if newline == -1:
+            if self._start:  # nothing complete left: drop what was taken (a session may idle)
+                del data[: self._start]
+                self._start = 0
             self._searched = len(data)
             return None
         start = self._start

@@ -63,8 +63,10 @@ info_line = InfoLines(log)
 #: Bytes asked of the kernel per read between messages (commands are short).
 READ_SIZE = 64 * 1024
 #: Bytes asked per read in the DATA phase. A larger read takes a body in fewer turns of the
-#: session loop (a 100 KiB message: one read where 64 KiB took two), and the decoder works on
-#: whole chunks; the chunk is transient or is the message's own memory, so it is no new cost.
+#: session loop (a 100 KiB message: one read where 64 KiB took two). What it costs: bytes a
+#: client pipelines after the end of a message arrive in the same read, so a session may hold
+#: up to this much of them while it answers (64 KiB before), beside the up to 1 MiB of a
+#: message kept in memory (``DEFAULT_SPILL_THRESHOLD`` in delivery.message).
 DATA_READ_SIZE = 256 * 1024
 #: How long a last word (421, or the 250 after a commit during shutdown) may take to send.
 FAREWELL_TIMEOUT = 5.0
