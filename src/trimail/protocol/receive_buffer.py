@@ -54,16 +54,17 @@ class ReceiveBuffer:
         return len(self._data) - self._start
 
     def feed(self, data: bytes) -> None:
-        if self._start:
-            if self._start == len(self._data):
-                self._data.clear()
-            else:
-                del self._data[: self._start]
-            self._searched -= self._start
-            self._start = 0
+        if self._start:  # fed with lines still unread (the session reads them all first)
+            self._drop_taken()
         self._data += data
         if self.discarded or len(self._data) > self._max_line:
             self._drop_overflow()
+
+    def _drop_taken(self) -> None:
+        """Forget the bytes of the lines already taken (all of them, usually: a clear)."""
+        del self._data[: self._start]
+        self._searched -= self._start
+        self._start = 0
 
     def _drop_overflow(self) -> None:
         newline = self._data.find(b"\n", self._searched)
@@ -78,8 +79,7 @@ class ReceiveBuffer:
         newline = data.find(b"\n", self._searched)
         if newline == -1:
             if self._start:  # nothing complete left: drop what was taken (a session may idle)
-                del data[: self._start]
-                self._start = 0
+                self._drop_taken()
             self._searched = len(data)
             return None
         start = self._start
