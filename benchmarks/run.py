@@ -48,6 +48,7 @@ from loads import (
     idle_sessions,
     messages_for,
 )
+from machine_speed import MachineSpeed, measure
 from peers import Peers, ensure_peers
 from report import Row, Series, micro_table, plain_table, throughput_table
 from servers import (
@@ -475,6 +476,8 @@ def markdown(
         f"- command: `{meta['command']}`",
         f"- machine: {meta['nproc']} CPUs ({meta['cpu']}), load average at start "
         f"{_loadavg(meta.get('loadavg_start'))}, at end {_loadavg(meta.get('loadavg_end'))}",
+        f"- machine speed (`machine_speed.py`: lower ms and more files/s are faster): at start "
+        f"{_speed(meta.get('speed_start'))}; at end {_speed(meta.get('speed_end'))}",
         f"- software: Python {meta['python']}, trimail {meta['trimail']} ({meta['git']}; "
         f"C modules in use: {', '.join(c_modules) if c_modules else 'none'}), "
         f"aiosmtpd {meta['aiosmtpd']}, Postfix {meta['postfix']}; temp files on "
@@ -532,6 +535,21 @@ def markdown(
         ]
         lines.append("")
     return "\n".join(lines)
+
+
+def speed_json(speed: MachineSpeed) -> dict[str, JsonValue]:
+    return {
+        "python_loop_ms": round(speed.python_loop_ms, 3),
+        "durable_files_per_second": round(speed.durable_files_per_second, 1),
+    }
+
+
+def _speed(value: JsonValue) -> str:
+    if isinstance(value, dict):
+        loop, files = value.get("python_loop_ms"), value.get("durable_files_per_second")
+        if isinstance(loop, float) and isinstance(files, float):
+            return MachineSpeed(loop, files).describe()
+    return "?"
 
 
 def _loadavg(value: JsonValue) -> str:
@@ -621,6 +639,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="trimail-benchmarks-") as work_root:
         DIRECTORIES.root = Path(work_root)
+        results.meta["speed_start"] = speed_json(measure(Path(work_root) / "speed-start"))
+        log(f"machine speed at start: {results.meta['speed_start']}")
         run_rounds(
             settings,
             specs=specs,
@@ -629,6 +649,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             idle=idle,
             results=results,
         )
+        results.meta["speed_end"] = speed_json(measure(Path(work_root) / "speed-end"))
+        log(f"machine speed at end: {results.meta['speed_end']}")
         log("removing the measurements' working directories")
     if settings.micro:
         results.micro, problem = run_micro(settings)
