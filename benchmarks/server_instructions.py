@@ -18,8 +18,8 @@ at the defaults).
 from __future__ import annotations
 
 import argparse
+import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,33 +52,34 @@ def server_command(server: str, port: int, workdir: Path) -> list[str]:
     return [sys.executable, str(HERE / "floor.py"), "--port", str(port), *flags[server]]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
+#: What trimail serve and floor.py print once they accept connections on the port they bound.
+LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+)")
 
 
-def wait_until_listening(port: int, server: subprocess.Popen[bytes]) -> None:
+def announced_port(log: Path, server: subprocess.Popen[bytes]) -> int:
+    """The port the server bound (it is given port 0: a port picked here and released before
+    the server binds it could be taken by another process meanwhile, and valgrind's slow start
+    made that window seconds long)."""
     deadline = time.monotonic() + START_SECONDS
     while time.monotonic() < deadline:
+        match = LISTENING.search(log.read_bytes())
+        if match is not None:
+            return int(match[1])
         if server.poll() is not None:
             raise SystemExit(f"the server exited with {server.returncode} before listening")
-        try:
-            socket.create_connection((HOST, port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"the server did not listen on {HOST}:{port} within {START_SECONDS:.0f}s")
+        time.sleep(0.2)
+    raise SystemExit(f"the server did not say where it listens within {START_SECONDS:.0f}s")
 
 
 def count_instructions(server: str, messages: int, sessions: int, size: int) -> int:
     """User-space instructions of one server run that received ``messages`` messages."""
-    port = free_port()
-    with tempfile.TemporaryFile() as log, tempfile.TemporaryDirectory() as workdir:
-        command = server_command(server, port, Path(workdir))
-        process = subprocess.Popen([*VALGRIND, *command], stdout=subprocess.DEVNULL, stderr=log)
+    with tempfile.TemporaryDirectory() as workdir:
+        log = Path(workdir) / "server.log"
+        command = server_command(server, 0, Path(workdir))
+        with log.open("wb") as output:  # the server's own stdout and stderr, and valgrind's
+            process = subprocess.Popen([*VALGRIND, *command], stdout=output, stderr=output)
         try:
-            wait_until_listening(port, process)
+            port = announced_port(log, process)
             bench = [
                 *(sys.executable, "-m", "trimail", "bench", "--target", f"{HOST}:{port}"),
                 *("--sessions", str(sessions), "--messages", str(messages)),
@@ -95,8 +96,7 @@ def count_instructions(server: str, messages: int, sessions: int, size: int) -> 
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        log.seek(0)
-        refs = read_refs(log.read().decode(errors="replace"))
+        refs = read_refs(log.read_bytes().decode(errors="replace"))
     if refs is None:
         raise SystemExit(f"valgrind printed no count for {server}")
     return refs

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from tests.benchmarks.scripts import load_script
@@ -37,3 +41,20 @@ def test_a_run_without_valgrind_output_says_which_server(
     monkeypatch.setattr(server_instructions, "VALGRIND", ())
     with pytest.raises(SystemExit, match=f"valgrind printed no count for {server}"):
         server_instructions.count_instructions(server, messages=5, sessions=2, size=1024)
+
+
+def test_a_server_that_exits_before_listening_is_reported(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    log.write_bytes(b"starting\n")
+    server = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    server.wait()
+    with pytest.raises(SystemExit, match="the server exited with 3 before listening"):
+        server_instructions.announced_port(log, server)
+
+
+def test_the_port_is_the_one_the_server_announced(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    log.write_bytes(b"2026-12-06 21:00:00,000 trimail: listening on 127.0.0.1:40123\n")
+    server = subprocess.Popen([sys.executable, "-c", "raise SystemExit(0)"])
+    server.wait()
+    assert server_instructions.announced_port(log, server) == 40123
