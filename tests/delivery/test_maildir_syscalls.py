@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +20,8 @@ import pytest
 import trimail.delivery.maildir as maildir_module
 
 from ..extensions import NOT_BUILT
+from ..strace import STRACE, needs_strace
 
-STRACE = shutil.which("strace")
 C_BUILT = maildir_module._store_batch_in_c is not None
 
 SCRIPT = """
@@ -52,18 +51,7 @@ VERSIONS = [
 ]
 
 
-def _strace_works() -> bool:
-    if STRACE is None:
-        return False
-    probe = subprocess.run(
-        [STRACE, "-f", "-qq", "-o", "/dev/null", "true"], capture_output=True, check=False
-    )
-    return probe.returncode == 0
-
-
-pytestmark = pytest.mark.skipif(
-    not _strace_works(), reason="strace is missing or cannot trace here (.ci/run installs it)"
-)
+pytestmark = needs_strace
 
 
 def run_traced(
