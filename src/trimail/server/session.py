@@ -63,11 +63,16 @@ info_line = InfoLines(log)
 #: Bytes asked of the kernel per read between messages (commands are short).
 READ_SIZE = 64 * 1024
 #: Bytes asked per read in the DATA phase. A larger read takes a body in fewer turns of the
-#: session loop (a 100 KiB message: one read where 64 KiB took two). What it costs: bytes a
-#: client pipelines after the end of a message arrive in the same read, so a session may hold
-#: up to this much of them while it answers (64 KiB before), beside the up to 1 MiB of a
-#: message kept in memory (``DEFAULT_SPILL_THRESHOLD`` in delivery.message).
-DATA_READ_SIZE = 256 * 1024
+#: session loop (a 100 KiB message: one read where 64 KiB took two). It stays under glibc
+#: malloc's mmap threshold (128 KiB, M_MMAP_THRESHOLD), counting the bytes object's header:
+#: ``socket.recv`` allocates the whole size first, and a buffer at or over the threshold was
+#: (unless the heap happened to have room) an mmap, then an mremap to the bytes received and a
+#: munmap when dropped: three system calls and fresh zeroed pages per read, 0.7 of each per
+#: 1 KiB message with 256 KiB reads (``strace -c``; tests/server/test_read_sizes.py).
+#: What a larger read costs: bytes a client pipelines after the end of a message arrive in
+#: the same read, so a session may hold up to this much of them while it answers, beside the
+#: up to 1 MiB of a message kept in memory (``DEFAULT_SPILL_THRESHOLD`` in delivery.message).
+DATA_READ_SIZE = 127 * 1024
 #: How long a last word (421, or the 250 after a commit during shutdown) may take to send.
 FAREWELL_TIMEOUT = 5.0
 

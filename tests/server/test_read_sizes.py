@@ -1,0 +1,71 @@
+"""The session's reads as libc sees them: no read may cost a memory mapping.
+
+``socket.recv(n)`` allocates ``n`` bytes (plus the bytes object's header) before it reads, then
+shrinks them to what arrived. glibc's malloc serves 128 KiB or more with mmap, so a read size
+at or over that turned every read into an mmap, an mremap and a munmap (and fresh zeroed
+pages), whatever the size of what arrived: 0.7 of each per 1 KiB message under ``trimail
+bench`` with 256 KiB DATA reads. Run under strace, since no test double sees malloc.
+
+Whether a read maps also depends on the heap's state: a request over the threshold is served
+from the heap if its free top happens to be large enough, and the threshold rises to the size
+of any larger mapped block freed. The script fixes all three of glibc's settings at the state
+that maps the most (the threshold at its starting 128 KiB, the free top trimmed at once), so
+the test is the same whatever ran before; the server under load was in that state.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ..strace import STRACE, needs_strace
+
+pytestmark = needs_strace
+
+READS = 50
+
+SCRIPT = f"""
+import ctypes, socket, sys
+from trimail.server.session import DATA_READ_SIZE, READ_SIZE
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+libc = ctypes.CDLL(None)
+for setting, value in (M_TRIM_THRESHOLD, 0), (M_TOP_PAD, 0), (M_MMAP_THRESHOLD, 128 * 1024):
+    assert libc.mallopt(setting, value) == 1
+size = {{"command": READ_SIZE, "data": DATA_READ_SIZE}}[sys.argv[1]]
+sender, receiver = socket.socketpair()
+def mark(name):  # a line in strace's log
+    try:
+        open(name)
+    except FileNotFoundError:
+        pass
+mark("/trimail-reads-begin")
+for _ in range({READS}):
+    sender.sendall(b"x" * 1024)
+    data = receiver.recv(size)
+    del data
+mark("/trimail-reads-end")
+"""
+MAPPING = re.compile(r"^\d+ +(?:mmap|mremap|munmap)\(", re.MULTILINE)
+
+
+@pytest.mark.parametrize("phase", ["command", "data"])
+def test_a_read_allocates_from_the_heap_not_a_mapping(tmp_path: Path, phase: str) -> None:
+    log = tmp_path / "strace.log"
+    assert STRACE is not None
+    traced = [STRACE, "-f", "-qq", "-o", str(log), "-e", "trace=openat,mmap,mremap,munmap"]
+    result = subprocess.run(
+        [*traced, sys.executable, "-c", SCRIPT, phase],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    text = log.read_text()
+    between = text[text.index("/trimail-reads-begin") : text.index("/trimail-reads-end")]
+    # A read size over the threshold maps and unmaps on every one of the reads.
+    assert len(MAPPING.findall(between)) < READS // 10, between[:2000]
