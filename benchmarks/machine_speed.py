@@ -2,8 +2,9 @@
 
 Ratios within one run are what the runner is for, but a cell also depends on the state of the
 machine, which changes under the runner's feet: a VM's CPU slows when its host is busy, and on
-ext4 every file created in the minutes after many were deleted (a previous run's Maildirs, a
-test suite's temp files) is slower (``recently_deleted`` in perf under ``openat``). The two
+ext4 without a journal (this VM's) every file created for a while after many were deleted (a
+previous run's Maildirs, a test suite's temp files) is slower (``recently_deleted`` in perf
+under ``openat``). The two
 probes here put numbers on both, so a reader can tell a slow run from a slow server: a disk
 figure at the start well below the one at the end says the run began in such a window.
 """

@@ -537,6 +537,20 @@ def markdown(
     return "\n".join(lines)
 
 
+def record_speed(results: Results, work_root: Path, when: str) -> None:
+    """The machine's speed into the results' meta; a probe that fails (a full disk at the end
+    of a Maildir-heavy run) becomes a note rather than losing the run's results."""
+    try:
+        speed = measure(work_root / f"speed-{when}")
+    except OSError as exc:
+        note = f"machine speed at {when}: not measured ({exc})"
+        results.notes.append(note)
+        log(f"note: {note}")
+        return
+    results.meta[f"speed_{when}"] = speed_json(speed)
+    log(f"machine speed at {when}: {speed.describe()}")
+
+
 def speed_json(speed: MachineSpeed) -> dict[str, JsonValue]:
     return {
         "python_loop_ms": round(speed.python_loop_ms, 3),
@@ -639,8 +653,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="trimail-benchmarks-") as work_root:
         DIRECTORIES.root = Path(work_root)
-        results.meta["speed_start"] = speed_json(measure(Path(work_root) / "speed-start"))
-        log(f"machine speed at start: {results.meta['speed_start']}")
+        record_speed(results, Path(work_root), "start")
         run_rounds(
             settings,
             specs=specs,
@@ -649,8 +662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             idle=idle,
             results=results,
         )
-        results.meta["speed_end"] = speed_json(measure(Path(work_root) / "speed-end"))
-        log(f"machine speed at end: {results.meta['speed_end']}")
+        record_speed(results, Path(work_root), "end")
         log("removing the measurements' working directories")
     if settings.micro:
         results.micro, problem = run_micro(settings)

@@ -52,8 +52,9 @@ def server_command(server: str, port: int, workdir: Path) -> list[str]:
     return [sys.executable, str(HERE / "floor.py"), "--port", str(port), *flags[server]]
 
 
-#: What trimail serve and floor.py print once they accept connections on the port they bound.
-LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+)")
+#: What trimail serve and floor.py print once they accept connections on the port they bound
+#: (the digits must be followed by something: a line still being written is not read short).
+LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+)(?=\D)")
 
 
 def announced_port(log: Path, server: subprocess.Popen[bytes]) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from .scripts import load_script
 
 machine_speed = load_script("machine_speed")
@@ -31,5 +33,28 @@ def test_the_header_line_reads_what_the_runner_recorded() -> None:
     assert run._speed(None) == "?"
 
 
-def test_the_loop_probe_takes_the_best_of_its_timings() -> None:
+def test_the_loop_probe_gives_a_time_in_milliseconds() -> None:
     assert 0 < machine_speed.python_loop_ms(iterations=1_000) < 1_000
+
+
+def test_a_probe_that_fails_is_a_note_not_the_end_of_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(directory: Path) -> object:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(run, "measure", full_disk)
+    results = run.Results(meta={})
+    run.record_speed(results, tmp_path, "end")
+    assert "speed_end" not in results.meta
+    assert results.notes == [
+        "machine speed at end: not measured ([Errno 28] No space left on device)"
+    ]
+
+
+def test_a_probe_that_works_is_recorded(tmp_path: Path) -> None:
+    results = run.Results(meta={})
+    run.record_speed(results, tmp_path, "start")
+    recorded = results.meta["speed_start"]
+    assert set(recorded) == {"python_loop_ms", "durable_files_per_second"}
+    assert results.notes == []

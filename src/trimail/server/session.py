@@ -63,12 +63,14 @@ info_line = InfoLines(log)
 #: Bytes asked of the kernel per read between messages (commands are short).
 READ_SIZE = 64 * 1024
 #: Bytes asked per read in the DATA phase. A larger read takes a body in fewer turns of the
-#: session loop (a 100 KiB message: one read where 64 KiB took two). It stays under glibc
-#: malloc's mmap threshold (128 KiB, M_MMAP_THRESHOLD), counting the bytes object's header:
-#: ``socket.recv`` allocates the whole size first, and a buffer at or over the threshold was
+#: session loop (a 100 KiB message: one read where 64 KiB took two). ``socket.recv``
+#: allocates the whole size first, and a buffer at or over glibc malloc's mmap threshold was
 #: (unless the heap happened to have room) an mmap, then an mremap to the bytes received and a
 #: munmap when dropped: three system calls and fresh zeroed pages per read, 0.7 of each per
-#: 1 KiB message with 256 KiB reads (``strace -c``; tests/server/test_read_sizes.py).
+#: 1 KiB message with 256 KiB reads (``strace -c``; tests/server/test_read_sizes.py). So it
+#: stays under that threshold (M_MMAP_THRESHOLD: 128 KiB to start with, and it only rises)
+#: with the bytes object's header and malloc's own: 130,048 + 33 + 8, rounded up to 16, is
+#: 130,096 < 131,072. Do not round it up to 128 KiB.
 #: What a larger read costs: bytes a client pipelines after the end of a message arrive in
 #: the same read, so a session may hold up to this much of them while it answers, beside the
 #: up to 1 MiB of a message kept in memory (``DEFAULT_SPILL_THRESHOLD`` in delivery.message).
