@@ -5,8 +5,9 @@ machine, which changes under the runner's feet: a VM's CPU slows when its host i
 ext4 without a journal (this VM's) every file created for a while after many were deleted (a
 previous run's Maildirs, a test suite's temp files) is slower (``recently_deleted`` in perf
 under ``openat``). The two
-probes here put numbers on both, so a reader can tell a slow run from a slow server: a disk
-figure at the start well below the one at the end says the run began in such a window.
+probes here put numbers on both, so a reader can compare the state of the machine between
+runs. They record speed, not its cause: on this VM the disk figure moves by ±20% between
+minutes, and runs read lower at their start than at their end even after idle minutes.
 """
 
 from __future__ import annotations
