@@ -18,7 +18,6 @@ at the defaults).
 from __future__ import annotations
 
 import argparse
-import re
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from instructions import VALGRIND, chosen_servers, print_counts, read_refs, valgrind_found
+from servers import LISTENING
 
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -50,11 +50,6 @@ def server_command(server: str, port: int, workdir: Path) -> list[str]:
         return [*trimail, "--maildir", str(workdir / "maildir")]
     flags = {"floor": [], "floor-validating": ["--validate"], "floor-lean": ["--lean-socket"]}
     return [sys.executable, str(HERE / "floor.py"), "--port", str(port), *flags[server]]
-
-
-#: What trimail serve and floor.py print once they accept connections on the port they bound
-#: (the digits must be followed by something: a line still being written is not read short).
-LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+)(?=\D)")
 
 
 def announced_port(log: Path, server: subprocess.Popen[bytes]) -> int:

@@ -35,7 +35,9 @@ PROBE_BOUND = 5.0
 STOP_BOUND = 5.0
 BIND_ATTEMPTS = 3
 _POLL = 0.02
-_LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+)")
+#: What trimail serve and floor.py print once they accept connections on the port they bound
+#: (the digits must be followed by something: a line still being written is not read short).
+LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+)(?=\D)")
 SMTP_SINK = "/usr/sbin/smtp-sink"
 
 #: ``argv(workdir, port)``: the command line; ``port`` is 0 when the server announces its port.
@@ -158,7 +160,7 @@ def _wait_for_port(spec: ServerSpec, process: subprocess.Popen[bytes], log: Path
     deadline = time.monotonic() + STARTUP_BOUND
     while time.monotonic() < deadline:
         if spec.announces_port and port == 0:
-            match = _LISTENING.search(log.read_bytes())
+            match = LISTENING.search(log.read_bytes())
             port = int(match[1]) if match is not None else 0
         if port and _probe(port):
             return port

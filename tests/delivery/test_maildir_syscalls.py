@@ -11,8 +11,6 @@ from __future__ import annotations
 import errno
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ import pytest
 import trimail.delivery.maildir as maildir_module
 
 from ..extensions import NOT_BUILT
-from ..strace import STRACE, needs_strace
+from ..strace import needs_strace, run_python_traced
 
 C_BUILT = maildir_module._store_batch_in_c is not None
 
@@ -59,17 +57,10 @@ def run_traced(
 ) -> tuple[dict[str, list[object]], str]:
     """The script's report and strace's log of its system calls."""
     log = tmp_path / "strace.log"
-    assert STRACE is not None
-    script = [sys.executable, "-c", SCRIPT, str(tmp_path / "Maildir"), version]
-    result = subprocess.run(
-        [STRACE, "-f", "-qq", "-y", "-o", str(log), *strace_options, *script],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
+    output = run_python_traced(
+        log, SCRIPT, str(tmp_path / "Maildir"), version, options=("-y", *strace_options)
     )
-    assert result.returncode == 0, result.stderr
-    report: dict[str, list[object]] = json.loads(result.stdout)
+    report: dict[str, list[object]] = json.loads(output)
     return report, log.read_text()
 
 

@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import platform
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from ..strace import STRACE, needs_strace
+from ..strace import needs_strace, run_python_traced
 
 pytestmark = [
     needs_strace,
@@ -62,16 +60,7 @@ MAPPING = re.compile(r"^\d+ +(?:mmap|mremap|munmap)\(", re.MULTILINE)
 @pytest.mark.parametrize("phase", ["command", "data"])
 def test_a_read_allocates_from_the_heap_not_a_mapping(tmp_path: Path, phase: str) -> None:
     log = tmp_path / "strace.log"
-    assert STRACE is not None
-    traced = [STRACE, "-f", "-qq", "-o", str(log), "-e", "trace=openat,mmap,mremap,munmap"]
-    result = subprocess.run(
-        [*traced, sys.executable, "-c", SCRIPT, phase],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
+    run_python_traced(log, SCRIPT, phase, options=("-e", "trace=openat,mmap,mremap,munmap"))
     text = log.read_text()
     between = text[text.index("/trimail-reads-begin") : text.index("/trimail-reads-end")]
     # A read size over the threshold maps and unmaps on every one of the reads.
